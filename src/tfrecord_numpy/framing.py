@@ -1,0 +1,178 @@
+"""TFRecord framing, sans-I/O: bytes in, record spans out.
+
+A TFRecord file is a sequence of::
+
+    uint64 length            (little-endian)
+    uint32 masked_crc32c(length bytes)
+    byte   data[length]
+    uint32 masked_crc32c(data)
+
+Nothing here touches a file: :class:`RecordScanner` finds complete records in a
+buffer the caller owns and remembers where it is in the stream (record index,
+byte offset), so that every error can say exactly where the damage is.
+:func:`iter_record_views` in ``reader.py`` is the thin I/O driver around it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+
+import crc32c as _crc32c
+
+from .errors import CorruptRecordError, RecordTooLargeError, TFRecordError, TruncatedRecordError
+
+HEADER_BYTES = 12
+FOOTER_BYTES = 4
+OVERHEAD_BYTES = HEADER_BYTES + FOOTER_BYTES
+DEFAULT_MAX_RECORD_BYTES = 1 << 30
+_MASK_DELTA = 0xA282EAD8
+_HEADER = struct.Struct("<QI")
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_crc = _crc32c.crc32c
+
+
+def masked_crc(data: bytes | bytearray | memoryview) -> int:
+    """TFRecord's masked CRC32C (Castagnoli) of ``data``."""
+    crc = _crc(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def encode_record(payload: bytes | bytearray | memoryview) -> bytes:
+    """One framed record: header, payload, footer."""
+    length = _LENGTH.pack(len(payload))
+    return b"".join(
+        (length, _CRC.pack(masked_crc(length)), payload, _CRC.pack(masked_crc(payload)))
+    )
+
+
+def encode_records(payloads: Iterable[bytes]) -> bytes:
+    """Several framed records, concatenated."""
+    return b"".join(encode_record(p) for p in payloads)
+
+
+class RecordScanner:
+    """Stateful, I/O-free record finder.
+
+    Call :meth:`scan` with a buffer that starts at the first byte not yet
+    consumed; it returns the spans ``(start, length)`` of the complete records
+    in it (positions relative to the buffer) and how many bytes they consumed.
+    The caller drops the consumed bytes, appends more, and scans again; at the
+    end of the stream it calls :meth:`finish` with the number of bytes left
+    over, which raises if they are a partial record.
+
+    ``index`` and ``offset`` always name the next record to be found.
+    """
+
+    __slots__ = ("verify", "max_record_bytes", "path", "index", "offset", "needed", "_consumed")
+
+    def __init__(
+        self,
+        *,
+        verify: bool = True,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        path: str | os.PathLike[str] | None = None,
+        index: int = 0,
+        offset: int = 0,
+    ) -> None:
+        self.verify = verify
+        self.max_record_bytes = max_record_bytes
+        self.path = path
+        self.index = index
+        self.offset = offset
+        #: total size of the record at the front of the unconsumed data, once
+        #: its header is known (so a driver can grow its buffer); else 0
+        self.needed = 0
+        self._consumed = 0
+
+    def _where(self) -> dict:
+        return {"path": self.path, "index": self.index, "offset": self.offset}
+
+    def scan(
+        self, buf: bytes | bytearray | memoryview
+    ) -> tuple[list[tuple[int, int]], int, TFRecordError | None]:
+        """Find the complete records at the front of ``buf``.
+
+        Returns ``(spans, consumed, error)``: the good records before any
+        damage, the bytes they take, and the error that stopped the scan (to
+        be raised after the good records are delivered), or ``None``.
+        """
+        spans: list[tuple[int, int]] = []
+        try:
+            pos = self._scan(buf, spans)
+        except TFRecordError as exc:
+            return spans, self._consumed, exc
+        return spans, pos, None
+
+    def _scan(self, buf, spans: list[tuple[int, int]]) -> int:
+        end = len(buf)
+        pos = self._consumed = 0
+        verify = self.verify
+        self.needed = 0
+        while end - pos >= HEADER_BYTES:
+            length, length_crc = _HEADER.unpack_from(buf, pos)
+            if verify and masked_crc(buf[pos : pos + 8]) != length_crc:
+                raise CorruptRecordError(
+                    "corrupted record: length CRC mismatch"
+                    + (" (is this a compressed file? try compression='gzip' or 'zlib')" if pos == 0 and self.index == 0 else ""),
+                    which="length",
+                    **self._where(),
+                )
+            if length > self.max_record_bytes:
+                raise RecordTooLargeError(
+                    f"record length {length} exceeds max_record_bytes={self.max_record_bytes}",
+                    **self._where(),
+                )
+            total = HEADER_BYTES + length + FOOTER_BYTES
+            if end - pos < total:
+                self.needed = total
+                break
+            start = pos + HEADER_BYTES
+            if verify:
+                (data_crc,) = _CRC.unpack_from(buf, start + length)
+                if masked_crc(buf[start : start + length]) != data_crc:
+                    raise CorruptRecordError(
+                        "corrupted record: data CRC mismatch", which="data", **self._where()
+                    )
+            spans.append((start, length))
+            pos = self._consumed = pos + total
+            self.index += 1
+            self.offset += total
+        return pos
+
+    def finish(self, leftover: int, *, cause: str = "") -> None:
+        """End of stream with ``leftover`` unconsumed bytes: a partial record is an error."""
+        if leftover <= 0:
+            return
+        if leftover < HEADER_BYTES:
+            where = f"inside the 12-byte header ({leftover} bytes present)"
+        elif self.needed and leftover < self.needed - FOOTER_BYTES:
+            present = leftover - HEADER_BYTES
+            where = f"inside the payload ({present} of {self.needed - OVERHEAD_BYTES} bytes present)"
+        else:
+            where = "inside the 4-byte footer"
+        raise TruncatedRecordError(f"truncated record: data ends {where}{cause}", **self._where())
+
+
+def iter_spans(
+    buf: bytes | bytearray | memoryview,
+    *,
+    verify: bool = True,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    path: str | None = None,
+) -> Iterator[tuple[int, int]]:
+    """All record spans of a whole in-memory TFRecord stream; raises on a partial tail."""
+    scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=path)
+    spans, used, error = scanner.scan(buf)
+    yield from spans
+    if error is not None:
+        raise error
+    scanner.finish(len(buf) - used)
+
+
+def decode_records(data: bytes | bytearray | memoryview, *, verify: bool = True) -> list[bytes]:
+    """Every record of a whole in-memory (uncompressed) TFRecord stream."""
+    view = memoryview(data)
+    return [bytes(view[s : s + n]) for s, n in iter_spans(view, verify=verify)]

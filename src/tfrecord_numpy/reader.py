@@ -1,0 +1,92 @@
+"""The thin I/O driver around :class:`~.framing.RecordScanner`.
+
+Reads large blocks with ``readinto`` into one reused buffer, hands the
+scanner a view of it, and yields views of the records it finds; the buffer
+grows only as bytes actually arrive, so a hostile length field cannot make
+it allocate more than about twice the data present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .compression import StreamTruncated
+from .errors import TFRecordError
+from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
+from .storage import Source, open_source, readinto
+
+DEFAULT_CHUNK_BYTES = 8 << 20
+
+
+def iter_record_views(
+    stream,
+    scanner: RecordScanner,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Iterator[memoryview]:
+    """Yield a view of each record's payload in ``stream``.
+
+    A view is valid only until the next one is requested: copy it
+    (``bytes(view)``) to keep it.
+    """
+    buf = bytearray(chunk_bytes)
+    view = memoryview(buf)
+    filled = 0
+    while True:
+        try:
+            n = readinto(stream, view[filled:])
+        except StreamTruncated as exc:
+            scanner.finish(filled, cause=f": {exc.reason}")
+            raise exc.located(index=scanner.index, offset=scanner.offset) from None
+        except TFRecordError as exc:
+            raise exc.located(path=scanner.path, index=scanner.index, offset=scanner.offset)
+        if n == 0:
+            break
+        filled += n
+        spans, used, error = scanner.scan(view[:filled])
+        for start, length in spans:
+            yield view[start : start + length]
+        if error is not None:
+            raise error
+        if used:
+            left = filled - used
+            view[:left] = bytes(view[used:filled]) if left else b""
+            filled = left
+        if filled == len(buf):
+            # the record at the front does not fit: grow by doubling, never
+            # past what it needs, so memory tracks the bytes really present
+            size = len(buf) * 2
+            if scanner.needed:
+                size = min(size, max(scanner.needed, len(buf) + 1))
+            view.release()
+            new = bytearray(size)
+            new[:filled] = buf[:filled]
+            buf = new
+            view = memoryview(buf)
+    scanner.finish(filled)
+
+
+def read_records(
+    source: Source,
+    *,
+    compression: str | None = "auto",
+    verify: bool = True,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    storage_options: dict | None = None,
+) -> Iterator[bytes]:
+    """Yield every record of a TFRecord file as ``bytes``.
+
+    ``source`` is a path, an fsspec URL, an ``os.PathLike`` or a binary file
+    object.  ``compression`` is ``None``, ``"gzip"``, ``"zlib"`` or ``"auto"``
+    (suffix ``.gz``/``.gzip`` or ``.zz``/``.zlib``, else the gzip magic bytes).
+    Both CRCs are checked unless ``verify=False``.  Errors are
+    :class:`~tfrecord_numpy.errors.TFRecordError` subclasses carrying
+    ``path``, ``index`` and ``offset``.
+    """
+    opened = open_source(source, compression=compression, storage_options=storage_options)
+    scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=opened.name)
+    try:
+        for view in iter_record_views(opened.stream, scanner):
+            yield bytes(view)
+    finally:
+        opened.close()

@@ -1,0 +1,213 @@
+"""Where bytes come from and go to: fsspec URLs, paths, file objects.
+
+One abstraction (fsspec) covers local files, ``gs://``, ``memory://`` and the
+rest; nothing here special-cases a backend.  Compression is detected here
+(suffix, then gzip magic) and undone by :mod:`.compression`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any, BinaryIO, Literal, Union
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .compression import GZIP_MAGIC, DecompressingReader
+
+Source = Union[str, "os.PathLike[str]", BinaryIO, IO[bytes]]
+CompressionArg = Literal["auto", "gzip", "zlib", "none"] | None
+
+_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zz": "zlib", ".zlib": "zlib"}
+DEFAULT_BLOCK_SIZE = 8 << 20
+
+
+def normalize_compression(compression: str | None) -> str | None:
+    """Map the user's spelling to "auto", "gzip", "zlib" or None."""
+    if compression is None:
+        return None
+    c = str(compression).lower()
+    if c in ("none", "", "uncompressed"):
+        return None
+    if c in ("auto", "gzip", "zlib"):
+        return c
+    raise ValueError(f"compression must be None, 'auto', 'gzip' or 'zlib', not {compression!r}")
+
+
+def compression_from_name(name: str) -> str | None:
+    """The compression a file's suffix implies, if any."""
+    return _SUFFIXES.get(os.path.splitext(name)[1].lower())
+
+
+def source_name(source: Any) -> str | None:
+    """A printable name for a source (path, URL or the file object's name)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    name = getattr(source, "path", None) or getattr(source, "name", None)
+    return name if isinstance(name, str) else None
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that first replays ``head`` (bytes already read to sniff it)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._raw = raw
+        self.name = getattr(raw, "name", None)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return _readinto(self._raw, view)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                out = bytes(self._head) + self._raw.read()
+                self._head = memoryview(b"")
+                return out
+            n = min(size, len(self._head))
+            out = bytes(self._head[:n])
+            self._head = self._head[n:]
+            return out
+        return self._raw.read(size)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def _readinto(f: Any, view: memoryview) -> int:
+    """``f.readinto(view)``, or a read-and-copy where the object lacks it."""
+    readinto = getattr(f, "readinto", None)
+    if readinto is not None:
+        n = readinto(view)
+        return 0 if n is None else n
+    data = f.read(len(view))
+    n = len(data)
+    view[:n] = data
+    return n
+
+
+def readinto(f: Any, view: memoryview) -> int:
+    """Fill as much of ``view`` as the stream gives in one call (0 at EOF)."""
+    return _readinto(f, view)
+
+
+def open_url(url: str | os.PathLike[str], mode: str = "rb", *, storage_options: dict | None = None, **kwargs: Any):
+    """Open a path or fsspec URL with fsspec (no decompression)."""
+    fs, path = url_to_fs(os.fspath(url), **(storage_options or {}))
+    return fs.open(path, mode, **kwargs)
+
+
+@dataclass
+class OpenedSource:
+    """A readable (decompressed) stream plus what errors should call it."""
+
+    stream: Any
+    name: str | None
+    compression: str | None
+    owned: bool  # whether closing is ours to do
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+
+
+def open_source(
+    source: Source,
+    *,
+    compression: str | None = "auto",
+    storage_options: dict | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> OpenedSource:
+    """Open ``source`` for reading records, undoing its compression."""
+    compression = normalize_compression(compression)
+    name = source_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        raw = open_url(source, "rb", storage_options=storage_options, block_size=block_size)
+        owned = True
+    elif hasattr(source, "read"):
+        raw = source
+        owned = False
+    else:
+        raise TypeError(f"source must be a path, URL or binary file object, not {type(source).__name__}")
+    if compression == "auto":
+        compression = compression_from_name(name) if name else None
+        if compression is None:
+            head = raw.read(2)
+            if not isinstance(head, bytes):
+                head = bytes(head)
+            if head == GZIP_MAGIC:
+                compression = "gzip"
+            raw = _Prefixed(head, raw)
+    stream = raw
+    if compression is not None:
+        stream = DecompressingReader(raw, compression, name=name)
+    return OpenedSource(stream=stream, name=name, compression=compression, owned=owned or stream is not raw)
+
+
+def expand_sources(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: dict | None = None,
+) -> list[str]:
+    """Turn files, directories, globs and URLs into a sorted list of file URLs.
+
+    A directory yields every non-hidden file directly in it; a glob its
+    matching files; anything that matches nothing is an error.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    out: list[str] = []
+    for src in sources:
+        out.extend(_expand_one(os.fspath(src), storage_options))
+    seen: set[str] = set()
+    unique = [s for s in out if not (s in seen or seen.add(s))]
+    return unique
+
+
+def _unstrip(fs: Any, original: str, path: str) -> str:
+    """Give a listed path back its protocol, so it can be reopened alone."""
+    if "://" in original or "::" in original:
+        return fs.unstrip_protocol(path)
+    return path
+
+
+def _hidden(path: str) -> bool:
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    return base.startswith(".")
+
+
+def _expand_one(src: str, storage_options: dict | None) -> list[str]:
+    fs, path = url_to_fs(src, **(storage_options or {}))
+    if fsspec.core.has_magic(path):
+        matches = [p for p in fs.glob(path) if not _hidden(p)]
+        files = sorted(p for p in matches if fs.isfile(p))
+        if not files:
+            raise FileNotFoundError(f"no files match {src!r}")
+        return [_unstrip(fs, src, p) for p in files]
+    if fs.isdir(path):
+        entries = fs.ls(path, detail=True)
+        files = sorted(
+            e["name"] for e in entries if e.get("type") == "file" and not _hidden(e["name"])
+        )
+        if not files:
+            raise FileNotFoundError(f"directory {src!r} holds no files")
+        return [_unstrip(fs, src, p) for p in files]
+    if not fs.exists(path):
+        raise FileNotFoundError(f"no such file: {src!r}")
+    return [src]
