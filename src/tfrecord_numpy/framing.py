@@ -33,6 +33,9 @@ _LENGTH = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
 _crc = _crc32c.crc32c
 
+#: a record found in a buffer: (payload start, payload length, record index, stream offset)
+Span = tuple[int, int, int, int]
+
 
 def masked_crc(data: bytes | bytearray | memoryview) -> int:
     """TFRecord's masked CRC32C (Castagnoli) of ``data``."""
@@ -63,10 +66,19 @@ class RecordScanner:
     end of the stream it calls :meth:`finish` with the number of bytes left
     over, which raises if they are a partial record.
 
+    With ``skip_corrupt=True`` a record whose data CRC fails is skipped, and
+    after a bad length CRC the scanner resynchronises on the next offset where
+    a header and its payload both check out; every skip is recorded in
+    :attr:`skipped` and a partial tail sets :attr:`truncated_tail` instead of
+    raising.
+
     ``index`` and ``offset`` always name the next record to be found.
     """
 
-    __slots__ = ("verify", "max_record_bytes", "path", "index", "offset", "needed", "_consumed")
+    __slots__ = (
+        "verify", "max_record_bytes", "path", "index", "offset", "needed",
+        "skip_corrupt", "skipped", "truncated_tail", "_resyncing", "_consumed",
+    )
 
     def __init__(
         self,
@@ -76,6 +88,7 @@ class RecordScanner:
         path: str | os.PathLike[str] | None = None,
         index: int = 0,
         offset: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         self.verify = verify
         self.max_record_bytes = max_record_bytes
@@ -85,6 +98,10 @@ class RecordScanner:
         #: total size of the record at the front of the unconsumed data, once
         #: its header is known (so a driver can grow its buffer); else 0
         self.needed = 0
+        self.skip_corrupt = skip_corrupt
+        self.skipped: list[TFRecordError] = []
+        self.truncated_tail: TruncatedRecordError | None = None
+        self._resyncing = False
         self._consumed = 0
 
     def _where(self) -> dict:
@@ -92,21 +109,27 @@ class RecordScanner:
 
     def scan(
         self, buf: bytes | bytearray | memoryview
-    ) -> tuple[list[tuple[int, int]], int, TFRecordError | None]:
+    ) -> tuple[list[Span], int, TFRecordError | None]:
         """Find the complete records at the front of ``buf``.
 
         Returns ``(spans, consumed, error)``: the good records before any
-        damage, the bytes they take, and the error that stopped the scan (to
-        be raised after the good records are delivered), or ``None``.
+        damage as ``(start, length, index, offset)`` (``start`` relative to
+        ``buf``; ``index``/``offset`` the record's place in the stream), the
+        bytes they take, and the error that stopped the scan (to be raised
+        after the good records are delivered), or ``None``.
         """
-        spans: list[tuple[int, int]] = []
+        spans: list[Span] = []
         try:
             pos = self._scan(buf, spans)
         except TFRecordError as exc:
             return spans, self._consumed, exc
         return spans, pos, None
 
-    def _scan(self, buf, spans: list[tuple[int, int]]) -> int:
+    def _skip(self, error: TFRecordError) -> None:
+        if not self._resyncing:
+            self.skipped.append(error)
+
+    def _scan(self, buf, spans: list[Span]) -> int:
         end = len(buf)
         pos = self._consumed = 0
         verify = self.verify
@@ -114,17 +137,29 @@ class RecordScanner:
         while end - pos >= HEADER_BYTES:
             length, length_crc = _HEADER.unpack_from(buf, pos)
             if verify and masked_crc(buf[pos : pos + 8]) != length_crc:
-                raise CorruptRecordError(
-                    "corrupted record: length CRC mismatch"
-                    + (" (is this a compressed file? try compression='gzip' or 'zlib')" if pos == 0 and self.index == 0 else ""),
-                    which="length",
-                    **self._where(),
+                hint = ""
+                if self.offset == 0:
+                    hint = " (is this a compressed file? try compression='gzip' or 'zlib')"
+                error = CorruptRecordError(
+                    "corrupted record: length CRC mismatch" + hint, which="length", **self._where()
                 )
+                if not self.skip_corrupt:
+                    raise error
+                self._skip(error)
+                self._resyncing = True
+                pos = self._consumed = pos + 1
+                self.offset += 1
+                continue
             if length > self.max_record_bytes:
-                raise RecordTooLargeError(
+                error = RecordTooLargeError(
                     f"record length {length} exceeds max_record_bytes={self.max_record_bytes}",
                     **self._where(),
                 )
+                if not self._resyncing:
+                    raise error
+                pos = self._consumed = pos + 1
+                self.offset += 1
+                continue
             total = HEADER_BYTES + length + FOOTER_BYTES
             if end - pos < total:
                 self.needed = total
@@ -133,10 +168,21 @@ class RecordScanner:
             if verify:
                 (data_crc,) = _CRC.unpack_from(buf, start + length)
                 if masked_crc(buf[start : start + length]) != data_crc:
-                    raise CorruptRecordError(
+                    error = CorruptRecordError(
                         "corrupted record: data CRC mismatch", which="data", **self._where()
                     )
-            spans.append((start, length))
+                    if not self.skip_corrupt:
+                        raise error
+                    # a valid length CRC (a 1 in 2**32 chance otherwise) marks a
+                    # real record boundary, even while resynchronising
+                    self._resyncing = False
+                    self._skip(error)
+                    pos = self._consumed = pos + total
+                    self.index += 1
+                    self.offset += total
+                    continue
+            self._resyncing = False
+            spans.append((start, length, self.index, self.offset))
             pos = self._consumed = pos + total
             self.index += 1
             self.offset += total
@@ -146,14 +192,20 @@ class RecordScanner:
         """End of stream with ``leftover`` unconsumed bytes: a partial record is an error."""
         if leftover <= 0:
             return
-        if leftover < HEADER_BYTES:
+        if self._resyncing:
+            where = f"in {leftover} bytes of damaged data after the last good record"
+        elif leftover < HEADER_BYTES:
             where = f"inside the 12-byte header ({leftover} bytes present)"
         elif self.needed and leftover < self.needed - FOOTER_BYTES:
             present = leftover - HEADER_BYTES
             where = f"inside the payload ({present} of {self.needed - OVERHEAD_BYTES} bytes present)"
         else:
             where = "inside the 4-byte footer"
-        raise TruncatedRecordError(f"truncated record: data ends {where}{cause}", **self._where())
+        error = TruncatedRecordError(f"truncated record: data ends {where}{cause}", **self._where())
+        if self.skip_corrupt:
+            self.truncated_tail = error
+            return
+        raise error
 
 
 def iter_spans(
@@ -166,7 +218,8 @@ def iter_spans(
     """All record spans of a whole in-memory TFRecord stream; raises on a partial tail."""
     scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=path)
     spans, used, error = scanner.scan(buf)
-    yield from spans
+    for start, length, _, _ in spans:
+        yield start, length
     if error is not None:
         raise error
     scanner.finish(len(buf) - used)

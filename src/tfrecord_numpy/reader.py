@@ -23,8 +23,8 @@ def iter_record_views(
     scanner: RecordScanner,
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> Iterator[memoryview]:
-    """Yield a view of each record's payload in ``stream``.
+) -> Iterator[tuple[int, int, memoryview]]:
+    """Yield ``(index, offset, view)`` for each record's payload in ``stream``.
 
     A view is valid only until the next one is requested: copy it
     (``bytes(view)``) to keep it.
@@ -44,8 +44,8 @@ def iter_record_views(
             break
         filled += n
         spans, used, error = scanner.scan(view[:filled])
-        for start, length in spans:
-            yield view[start : start + length]
+        for start, length, index, offset in spans:
+            yield index, offset, view[start : start + length]
         if error is not None:
             raise error
         if used:
@@ -86,7 +86,7 @@ def read_records(
     opened = open_source(source, compression=compression, storage_options=storage_options)
     scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=opened.name)
     try:
-        for view in iter_record_views(opened.stream, scanner):
+        for _, _, view in iter_record_views(opened.stream, scanner):
             yield bytes(view)
     finally:
         opened.close()

@@ -59,6 +59,12 @@ class _Prefixed(io.RawIOBase):
         self._raw = raw
         self.name = getattr(raw, "name", None)
 
+    def tell(self) -> int:
+        try:
+            return int(self._raw.tell()) - len(self._head)
+        except Exception:
+            return 0
+
     def readable(self) -> bool:
         return True
 
@@ -121,6 +127,14 @@ class OpenedSource:
     name: str | None
     compression: str | None
     owned: bool  # whether closing is ours to do
+    raw: Any = None  # the underlying (compressed) stream, for progress
+
+    def raw_position(self) -> int:
+        """Bytes consumed from the underlying file so far (compressed bytes if compressed)."""
+        try:
+            return int(self.raw.tell())
+        except Exception:
+            return 0
 
     def close(self) -> None:
         if self.owned:
@@ -157,7 +171,9 @@ def open_source(
     stream = raw
     if compression is not None:
         stream = DecompressingReader(raw, compression, name=name)
-    return OpenedSource(stream=stream, name=name, compression=compression, owned=owned or stream is not raw)
+    return OpenedSource(
+        stream=stream, name=name, compression=compression, owned=owned or stream is not raw, raw=raw
+    )
 
 
 def expand_sources(

@@ -1,0 +1,166 @@
+"""The ``tfrecord-numpy`` command.
+
+Exit codes: 0 success; 1 bad data or a failed job (one line on stderr
+naming file, record and offset); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+
+
+def _storage_options(args: argparse.Namespace) -> dict:
+    opts: dict = {}
+    for item in args.storage_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(_usage_error(f"--storage-option wants KEY=VALUE, got {item!r}"))
+        try:
+            opts[key] = json.loads(value)
+        except ValueError:
+            opts[key] = value
+    if args.token is not None:
+        opts["token"] = args.token
+    return opts
+
+
+def _usage_error(msg: str) -> int:
+    print(f"tfrecord-numpy: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def sample_sources() -> list[str]:
+    """The A2O-schema sample shards that ship inside the package."""
+    folder = resources.files("tfrecord_numpy") / "data" / "sample"
+    return sorted(str(p) for p in folder.iterdir() if p.name.startswith("embeddings-"))
+
+
+def _add_storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="gcsfs credentials: 'anon', 'google_default', 'cloud' or a service-account JSON path")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                   help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfrecord-numpy",
+        description="Read TFRecord files into numpy without TensorFlow.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("extract", help="A2O/Perch shards -> embeddings/*.npy + metadata/*.json")
+    ex.add_argument("sources", nargs="*", metavar="SOURCE", help="file, directory, glob or fsspec URL")
+    ex.add_argument("--out", required=True, metavar="DEST", help="local directory or fsspec URL")
+    ex.add_argument("--sample", action="store_true", help="extract the sample shards shipped in the package")
+    ex.add_argument("--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)")
+    ex.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of CPUs)")
+    ex.add_argument("--hop-seconds", type=float, default=5, help="seconds between embedding windows (default 5)")
+    ex.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
+    ex.add_argument("--on-corrupt", choices=["error", "skip"], default="error")
+    ex.add_argument("--on-unknown-site", choices=["error", "null"], default="error")
+    ex.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
+    ex.add_argument("--max-record-bytes", type=int, default=1 << 30)
+    _add_storage_args(ex)
+
+    st = sub.add_parser("sites", help="rebuild the site-name-to-id mapping from the A2O sites API")
+    st.add_argument("--out", required=True, metavar="FILE")
+    st.add_argument("--api-url", default=None, help="sites API URL (default: the public A2O API)")
+
+    vf = sub.add_parser("verify", help="read every record, check both CRCs, report counts")
+    vf.add_argument("sources", nargs="+", metavar="SOURCE")
+    vf.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
+    _add_storage_args(vf)
+    return parser
+
+
+def _hop(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extract import extract, format_summary
+
+    sources = list(args.sources)
+    if args.sample:
+        sources += sample_sources()
+    if not sources:
+        return _usage_error("extract needs SOURCE... or --sample")
+    summary = extract(
+        sources,
+        args.out,
+        sites=args.sites,
+        workers=args.workers,
+        hop_seconds=_hop(args.hop_seconds),
+        compression=args.compression,
+        on_corrupt=args.on_corrupt,
+        on_unknown_site=args.on_unknown_site,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        summary_json=args.summary_json,
+        storage_options=_storage_options(args),
+        max_record_bytes=args.max_record_bytes,
+    )
+    if not args.quiet:
+        print(format_summary(summary), file=sys.stderr)
+    return 0
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    from . import a2o
+    from .outputs import write_json_atomic
+    from fsspec.core import url_to_fs
+
+    kwargs = {} if args.api_url is None else {"api_url": args.api_url}
+    mapping = a2o.fetch_site_mapping(**kwargs)
+    fs, path = url_to_fs(args.out)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    write_json_atomic(fs, path, mapping)
+    print(f"wrote {len(mapping)} sites to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .reader import read_records
+    from .storage import expand_sources
+
+    opts = _storage_options(args)
+    total = 0
+    for src in expand_sources(args.sources, storage_options=opts):
+        n = nbytes = 0
+        for rec in read_records(src, compression=args.compression, storage_options=opts):
+            n += 1
+            nbytes += len(rec)
+        total += n
+        print(f"{src}\t{n} records\t{nbytes} payload bytes")
+    print(f"total\t{total} records")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import TFRecordError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"extract": cmd_extract, "sites": cmd_sites, "verify": cmd_verify}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("tfrecord-numpy: interrupted", file=sys.stderr)
+        return 130
+    except (TFRecordError, ValueError, OSError) as exc:
+        msg = str(exc).replace("\n", " ")
+        print(f"tfrecord-numpy: error: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

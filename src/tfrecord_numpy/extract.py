@@ -1,0 +1,593 @@
+"""The extraction job: A2O/Perch shards -> ``embeddings/<stem>.npy`` + ``metadata/<stem>.json``.
+
+It does what the reference notebook does (section 3.1), without TensorFlow
+and in constant memory: records stream from the reader's buffer straight into
+the output files, each shard's outputs are published atomically, and
+``manifest.json`` says which shards are complete, so a rerun redoes only
+what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fsspec.core import url_to_fs
+
+from . import a2o
+from .errors import DecodeError, SchemaError, TFRecordError
+from .fastpath import FLOAT_LIST, BYTES_LIST, INT64_LIST, feature_spans, int64_values, packed_payload, single_bytes
+from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
+from .outputs import AtomicFile, JsonArrayWriter, NpyStreamWriter, is_tmp_name, sha256_of, write_json_atomic
+from .reader import iter_record_views
+from .storage import expand_sources, normalize_compression, open_source
+from .tensor import parse_tensor
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "tfrecord-numpy/extract/1"
+ON_CORRUPT = ("error", "skip")
+ON_UNKNOWN_SITE = ("error", "null")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class A2ORecord:
+    """One decoded record: the embedding is ``[T, C, D]`` (maybe a view into the read buffer)."""
+
+    filename: str
+    timestamp_s: np.float32
+    embedding: np.ndarray
+
+
+def _general_decode(payload: bytes) -> tuple[bytes, np.float32, bytes, np.ndarray | None]:
+    """The notebook's ``tf.io.parse_single_example`` spec, by TensorFlow's rules."""
+    from .example import FixedLenFeature, parse_example
+
+    spec = {
+        "timestamp_s": FixedLenFeature([], "float32"),
+        "filename": FixedLenFeature([], "string"),
+        "embedding": FixedLenFeature([], "string"),
+        "embedding_shape": FixedLenFeature([3], "int64"),
+    }
+    out = parse_example(payload, spec)
+    return (
+        out["filename"][()],
+        np.float32(out["timestamp_s"][()]),
+        out["embedding"][()],
+        np.asarray(out["embedding_shape"]),
+    )
+
+
+def decode_a2o_record(view: memoryview) -> A2ORecord:
+    """Decode one A2O/Perch Example; other features (logits heads) are ignored."""
+    filename_b = ts = emb_bytes = declared = None
+    spans = feature_spans(view)
+    if spans is not None:
+        try:
+            k_ts, a_ts, b_ts = spans["timestamp_s"]
+            k_fn, a_fn, b_fn = spans["filename"]
+            k_em, a_em, b_em = spans["embedding"]
+            k_sh, a_sh, b_sh = spans["embedding_shape"]
+        except KeyError:
+            spans = None
+        else:
+            if (k_ts, k_fn, k_em, k_sh) == (FLOAT_LIST, BYTES_LIST, BYTES_LIST, INT64_LIST):
+                ts_payload = packed_payload(view, a_ts, b_ts)
+                filename_b = single_bytes(view, a_fn, b_fn)
+                emb_bytes = single_bytes(view, a_em, b_em)
+                shape_vals = int64_values(view, a_sh, b_sh)
+                if ts_payload is not None and len(ts_payload) == 4 and shape_vals is not None and len(shape_vals) == 3:
+                    ts = np.frombuffer(ts_payload, "<f4")[0]
+                    declared = np.array(shape_vals, dtype=np.int64)
+    if ts is None or filename_b is None or emb_bytes is None:
+        filename_b, ts, emb_bytes, declared = _general_decode(bytes(view))
+    embedding = parse_tensor(emb_bytes)
+    if embedding.ndim != 3:
+        raise SchemaError(f"embedding has shape {list(embedding.shape)}, expected [windows, channels, dims]")
+    if declared is not None and tuple(int(x) for x in declared) != embedding.shape:
+        raise SchemaError(
+            f"embedding_shape {[int(x) for x in declared]} disagrees with the embedding's shape {list(embedding.shape)}"
+        )
+    try:
+        filename = bytes(filename_b).decode("utf-8")
+    except UnicodeDecodeError:
+        raise SchemaError(f"filename is not UTF-8: {bytes(filename_b)[:80]!r}") from None
+    return A2ORecord(filename=filename, timestamp_s=np.float32(ts), embedding=embedding)
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass
+class ExtractOptions:
+    """What decides a shard's output (and so goes into the manifest's fingerprint)."""
+
+    hop_seconds: float = 5
+    compression: str | None = "auto"
+    on_corrupt: str = "error"
+    on_unknown_site: str = "error"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    storage_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, not {self.on_corrupt!r}")
+        if self.on_unknown_site not in ON_UNKNOWN_SITE:
+            raise ValueError(f"on_unknown_site must be one of {ON_UNKNOWN_SITE}, not {self.on_unknown_site!r}")
+        self.compression = normalize_compression(self.compression)
+        if not (isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0):
+            raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
+
+
+def shard_stem(source: str) -> str:
+    """The notebook's output name: the file name up to its first '.'."""
+    name = source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.split(".")[0]
+    if not stem or stem in (".", "..") or "/" in stem or "\x00" in stem:
+        raise ValueError(f"shard name {name!r} gives no usable output name")
+    return stem
+
+
+def _fingerprint(options: ExtractOptions, sites: dict) -> str:
+    blob = json.dumps(
+        {
+            "hop_seconds": options.hop_seconds,
+            "on_unknown_site": options.on_unknown_site,
+            "on_corrupt": options.on_corrupt,
+            "sites": sites,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+class _RowEncoder:
+    """Metadata rows for a record, JSON-encoded exactly as ``json.dumps`` would."""
+
+    def __init__(self, sites: dict, options: ExtractOptions, shard: str) -> None:
+        self.sites = sites
+        self.options = options
+        self.shard = shard
+        self.unknown_sites = 0
+        self._names: dict[str, Any] = {}
+
+    def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
+        T, C, _ = rec.embedding.shape
+        try:
+            name = a2o.parse_filename(rec.filename)
+        except TFRecordError as exc:
+            raise exc.located(path=self.shard, index=index, offset=offset)
+        key = a2o.site_key(name.site_name, name.subsite_name)
+        site_id = self.sites.get(key)
+        if not site_id:
+            if self.options.on_unknown_site == "error":
+                raise SchemaError(f"No site id found for site: {key}", path=self.shard, index=index, offset=offset)
+            site_id = None
+            self.unknown_sites += T * C
+        rows = a2o.metadata_rows(
+            name,
+            rec.filename,
+            rec.timestamp_s,
+            T,
+            C,
+            hop_seconds=self.options.hop_seconds,
+            site_id=site_id,
+        )
+        return [json.dumps(r) for r in rows]
+
+
+def extract_shard(
+    source: str,
+    dest: str,
+    options: ExtractOptions,
+    sites: dict,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Extract one shard into ``dest``; returns its manifest entry."""
+    stem = shard_stem(source)
+    fs, root = url_to_fs(dest, **options.storage_options)
+    root = root.rstrip("/")
+    npy_final = f"{root}/embeddings/{stem}.npy"
+    json_final = f"{root}/metadata/{stem}.json"
+    fs.makedirs(f"{root}/embeddings", exist_ok=True)
+    fs.makedirs(f"{root}/metadata", exist_ok=True)
+    started = time.perf_counter()
+    opened = open_source(source, compression=options.compression, storage_options=options.storage_options)
+    scanner = RecordScanner(
+        max_record_bytes=options.max_record_bytes,
+        path=source,
+        skip_corrupt=options.on_corrupt == "skip",
+    )
+    encoder = _RowEncoder(sites, options, source)
+    npy_out = AtomicFile(fs, npy_final)
+    json_out = AtomicFile(fs, json_final)
+    records = 0
+    decode_skipped: list[str] = []
+    last_pos = 0
+    try:
+        npy = NpyStreamWriter(npy_out.f)
+        meta = JsonArrayWriter(json_out.f)
+        for index, offset, view in iter_record_views(opened.stream, scanner):
+            try:
+                rec = decode_a2o_record(view)
+            except DecodeError as exc:
+                exc.located(path=source, index=index, offset=offset)
+                if options.on_corrupt == "skip":
+                    decode_skipped.append(str(exc))
+                    continue
+                raise
+            except SchemaError as exc:
+                raise exc.located(path=source, index=index, offset=offset)
+            emb = rec.embedding
+            block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
+            if npy.dtype is not None and (block.dtype != npy.dtype or block.shape[1] != npy.dim):
+                raise SchemaError(
+                    f"embedding is {block.dtype}[..., {block.shape[1]}] but earlier records are "
+                    f"{npy.dtype}[..., {npy.dim}]",
+                    path=source,
+                    index=index,
+                    offset=offset,
+                )
+            meta.write_encoded(encoder.rows(rec, index, offset))
+            npy.write(block)
+            records += 1
+            if progress is not None:
+                pos = opened.raw_position()
+                if pos > last_pos:
+                    progress(pos - last_pos)
+                    last_pos = pos
+        npy.close()
+        meta.close()
+        npy_out.commit()
+        json_out.commit()
+    except BaseException:
+        npy_out.abort()
+        json_out.abort()
+        raise
+    finally:
+        opened.close()
+    size = _source_size(source, options.storage_options)
+    if progress is not None and size and size > last_pos:
+        progress(size - last_pos)
+    skipped = [str(e) for e in scanner.skipped] + decode_skipped
+    return {
+        "source": source,
+        "source_size": size,
+        "records": records,
+        "rows": npy.rows,
+        "dtype": None if npy.dtype is None else npy.dtype.name,
+        "dim": npy.dim,
+        "embeddings": {
+            "path": f"embeddings/{stem}.npy",
+            "bytes": fs.size(npy_final),
+            "sha256": sha256_of(fs, npy_final),
+        },
+        "metadata": {
+            "path": f"metadata/{stem}.json",
+            "bytes": fs.size(json_final),
+            "sha256": sha256_of(fs, json_final),
+        },
+        "skipped": {
+            "corrupt_records": len(skipped),
+            "errors": skipped[:100],
+            "truncated_tail": None if scanner.truncated_tail is None else str(scanner.truncated_tail),
+        },
+        "unknown_site_rows": encoder.unknown_sites,
+        "seconds": round(time.perf_counter() - started, 6),
+    }
+
+
+def _source_size(source: str, storage_options: dict) -> int | None:
+    try:
+        fs, path = url_to_fs(source, **storage_options)
+        return int(fs.size(path))
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def read_manifest(fs: Any, root: str) -> dict:
+    path = f"{root}/{MANIFEST_NAME}"
+    if not fs.exists(path):
+        return {"format": MANIFEST_FORMAT, "shards": {}}
+    with fs.open(path, "rb") as f:
+        try:
+            data = json.loads(f.read())
+        except ValueError as exc:
+            raise ValueError(f"{path}: manifest is not valid JSON ({exc}); remove it or use --overwrite") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shards"), dict):
+        raise ValueError(f"{path}: not a tfrecord-numpy manifest; remove it or use --overwrite")
+    return data
+
+
+def _is_complete(fs: Any, root: str, entry: dict | None, source: str, size: int | None, fingerprint: str) -> bool:
+    """Checked, not assumed: same source, size and options, and outputs whose hashes match."""
+    if not entry or entry.get("source") != source or entry.get("source_size") != size:
+        return False
+    if entry.get("fingerprint") != fingerprint:
+        return False
+    for part in ("embeddings", "metadata"):
+        info = entry.get(part) or {}
+        path = f"{root}/{info.get('path', '')}"
+        try:
+            if fs.size(path) != info.get("bytes") or sha256_of(fs, path) != info.get("sha256"):
+                return False
+        except (FileNotFoundError, OSError):
+            return False
+    return True
+
+
+def _remove_stale_tmp(fs: Any, root: str) -> None:
+    for sub in ("embeddings", "metadata", ""):
+        d = f"{root}/{sub}".rstrip("/")
+        try:
+            entries = fs.ls(d, detail=False)
+        except (FileNotFoundError, OSError):
+            continue
+        for p in entries:
+            if is_tmp_name(p):
+                try:
+                    fs.rm(p)
+                except Exception:
+                    pass
+
+
+# --------------------------------------------------------------------------- the job
+
+
+_worker_queue = None
+
+
+def _init_worker(queue) -> None:  # runs in each worker process
+    global _worker_queue
+    _worker_queue = queue
+
+
+def _worker_progress(n: int) -> None:
+    if _worker_queue is not None:
+        _worker_queue.put(n)
+
+
+def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict) -> dict:
+    return extract_shard(source, dest, options, sites, progress=_worker_progress)
+
+
+class _Progress:
+    """A tqdm bar over bytes (and a shard count), only when stderr is a terminal."""
+
+    def __init__(self, total_bytes: int, shards: int, enabled: bool) -> None:
+        self.bar = None
+        self.shards = shards
+        self.done = 0
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc=f"shards 0/{shards}", file=sys.stderr, dynamic_ncols=True)
+
+    def bytes(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def shard_done(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_description(f"shards {self.done}/{self.shards}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def extract(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    sites: str | os.PathLike[str] | dict | None = None,
+    workers: int | None = None,
+    hop_seconds: float = 5,
+    compression: str | None = "auto",
+    on_corrupt: str = "error",
+    on_unknown_site: str = "error",
+    overwrite: bool = False,
+    quiet: bool = False,
+    summary_json: str | os.PathLike[str] | None = None,
+    storage_options: dict | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> dict:
+    """Extract A2O/Perch shards into ``dest`` as the notebook does; return the summary.
+
+    ``sources``: files, directories, globs or fsspec URLs.  ``dest``: a local
+    directory or fsspec URL.  ``sites``: a JSON mapping (path/URL) or a dict;
+    by default the public A2O mapping shipped in the package.  ``workers``
+    processes (default: the number of CPUs) take whole shards.
+    """
+    options = ExtractOptions(
+        hop_seconds=hop_seconds,
+        compression=compression,
+        on_corrupt=on_corrupt,
+        on_unknown_site=on_unknown_site,
+        max_record_bytes=max_record_bytes,
+        storage_options=dict(storage_options or {}),
+    )
+    options.validate()
+    started = time.perf_counter()
+    site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
+    fingerprint = _fingerprint(options, site_map)
+    files = expand_sources(sources, storage_options=storage_options)
+    stems: dict[str, str] = {}
+    for f in files:
+        stem = shard_stem(f)
+        if stem in stems:
+            raise ValueError(f"two shards would write the same outputs {stem!r}: {stems[stem]!r} and {f!r}")
+        stems[stem] = f
+    fs, root = url_to_fs(os.fspath(dest), **options.storage_options)
+    root = root.rstrip("/") or "/"
+    fs.makedirs(root, exist_ok=True)
+    dest_url = os.fspath(dest)
+    _remove_stale_tmp(fs, root)
+    manifest = {"format": MANIFEST_FORMAT, "shards": {}} if overwrite else read_manifest(fs, root)
+    sizes = {f: _source_size(f, options.storage_options) for f in files}
+    todo, already = [], []
+    for stem, f in stems.items():
+        if not overwrite and _is_complete(fs, root, manifest["shards"].get(stem), f, sizes[f], fingerprint):
+            already.append(stem)
+        else:
+            manifest["shards"].pop(stem, None)
+            todo.append(f)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(int(workers), len(todo) or 1))
+    progress = _Progress(sum(sizes[f] or 0 for f in todo), len(todo), enabled=not quiet)
+
+    def record(entry: dict) -> None:
+        entry["fingerprint"] = fingerprint
+        manifest["shards"][shard_stem(entry["source"])] = entry
+        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json_atomic(fs, f"{root}/{MANIFEST_NAME}", manifest)
+        progress.shard_done()
+
+    done_entries: list[dict] = []
+    try:
+        if workers == 1:
+            for f in todo:
+                entry = extract_shard(f, dest_url, options, site_map, progress=progress.bytes)
+                record(entry)
+                done_entries.append(entry)
+        elif todo:
+            done_entries = _run_parallel(todo, dest_url, options, site_map, workers, record, progress)
+    finally:
+        progress.close()
+    summary = _summary(manifest, stems, todo, already, done_entries, time.perf_counter() - started, dest_url, workers)
+    if summary_json is not None:
+        with open(os.fspath(summary_json), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) -> list[dict]:
+    import multiprocessing as mp
+    import threading
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    stop = threading.Event()
+
+    def drain() -> None:
+        import queue as _q
+
+        while not stop.is_set():
+            try:
+                progress.bytes(queue.get(timeout=0.2))
+            except _q.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    entries: list[dict] = []
+    first_error: BaseException | None = None
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
+        pending = {pool.submit(_run_shard, f, dest_url, options, site_map) for f in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                exc = fut.exception()
+                if exc is not None:
+                    if first_error is None:
+                        first_error = exc
+                        for p in pending:
+                            p.cancel()
+                    continue
+                entry = fut.result()
+                record(entry)
+                entries.append(entry)
+            pending = {p for p in pending if not p.cancelled()}
+    stop.set()
+    t.join(timeout=1)
+    if first_error is not None:
+        raise first_error
+    return entries
+
+
+def _summary(manifest, stems, todo, already, entries, seconds, dest, workers) -> dict:
+    shards = [manifest["shards"][s] for s in stems if s in manifest["shards"]]
+    in_bytes = sum(e.get("source_size") or 0 for e in entries)
+    return {
+        "dest": dest,
+        "shards": len(stems),
+        "shards_extracted": len(entries),
+        "shards_already_complete": len(already),
+        "records": sum(e["records"] for e in shards),
+        "rows": sum(e["rows"] for e in shards),
+        "bytes": in_bytes,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(in_bytes / 1e6 / seconds, 1) if seconds > 0 else None,
+        "corrupt_records_skipped": sum(e["skipped"]["corrupt_records"] for e in shards),
+        "truncated_tails": sum(1 for e in shards if e["skipped"]["truncated_tail"]),
+        "unknown_site_rows": sum(e.get("unknown_site_rows", 0) for e in shards),
+        "workers": workers,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The one-paragraph human summary the CLI prints."""
+    return (
+        f"{summary['shards']} shards ({summary['shards_extracted']} extracted, "
+        f"{summary['shards_already_complete']} already complete), {summary['records']} records, "
+        f"{summary['rows']} rows, {summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.2f} s "
+        f"({summary['mb_per_s'] or 0:.1f} MB/s); corrupt records skipped: {summary['corrupt_records_skipped']}, "
+        f"truncated tails: {summary['truncated_tails']}, unknown-site rows: {summary['unknown_site_rows']}"
+    )
+
+
+# --------------------------------------------------------------------------- notebook use
+
+
+def read_shard(
+    source: str | os.PathLike[str],
+    *,
+    sites: str | os.PathLike[str] | dict | None = None,
+    hop_seconds: float = 5,
+    compression: str | None = "auto",
+    on_unknown_site: str = "error",
+    storage_options: dict | None = None,
+) -> tuple[np.ndarray, list[dict]]:
+    """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tfrecord-numpy-") as tmp:
+        options = ExtractOptions(
+            hop_seconds=hop_seconds,
+            compression=compression,
+            on_unknown_site=on_unknown_site,
+            storage_options=dict(storage_options or {}),
+        )
+        options.validate()
+        site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
+        src = os.fspath(source)
+        entry = extract_shard(src, tmp, options, site_map)
+        emb = np.load(os.path.join(tmp, entry["embeddings"]["path"]))
+        with open(os.path.join(tmp, entry["metadata"]["path"]), encoding="utf-8") as f:
+            meta = json.load(f)
+    return emb, meta
+
+
+__all__ = ["extract", "extract_shard", "read_shard", "decode_a2o_record", "shard_stem", "format_summary", "A2ORecord"]

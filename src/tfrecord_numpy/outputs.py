@@ -1,0 +1,177 @@
+"""Output files that appear whole or not at all.
+
+Every output is written under a hidden temporary name beside its final name
+and moved into place only by :meth:`AtomicFile.commit`; a crash, an error or
+a ``kill -9`` leaves at most a ``.*.tmp-*`` file, which the next run removes.
+The ``.npy`` writer streams rows and fixes the row count in the header at the
+end (numpy pads the header so the count can grow in place).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any
+
+import numpy as np
+
+TMP_MARK = ".tmp-"
+
+
+def tmp_name(final: str) -> str:
+    head, _, name = final.rpartition("/")
+    return f"{head}/.{name}{TMP_MARK}{uuid.uuid4().hex[:12]}" if head else f".{name}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def is_tmp_name(path: str) -> bool:
+    name = path.rstrip("/").rpartition("/")[2]
+    return name.startswith(".") and TMP_MARK in name
+
+
+class AtomicFile:
+    """A writable binary file on an fsspec filesystem, published by rename.
+
+    If the filesystem's files cannot seek (object stores), writes go to a
+    local spool file that is uploaded on commit, so seeking still works.
+    """
+
+    def __init__(self, fs: Any, final: str) -> None:
+        self.fs = fs
+        self.final = final
+        self.tmp = tmp_name(final)
+        self._remote = fs.open(self.tmp, "wb")
+        if self._remote.seekable():
+            self.f = self._remote
+            self._spool = None
+        else:
+            self._spool = tempfile.TemporaryFile(prefix="tfrecord-numpy-")
+            self.f = self._spool
+        self.done = False
+
+    def commit(self) -> None:
+        """Flush, close and move into place."""
+        if self._spool is not None:
+            self._spool.seek(0)
+            shutil.copyfileobj(self._spool, self._remote, 8 << 20)
+            self._spool.close()
+        self._remote.close()
+        self.fs.mv(self.tmp, self.final)
+        self.done = True
+
+    def abort(self) -> None:
+        """Drop the temporary file (best effort)."""
+        if self.done:
+            return
+        self.done = True
+        for f in (self._spool, self._remote):
+            try:
+                if f is not None:
+                    f.close()
+            except Exception:
+                pass
+        try:
+            self.fs.rm(self.tmp)
+        except Exception:
+            pass
+
+
+class NpyStreamWriter:
+    """Write a 2-D ``.npy`` of unknown row count, row block by row block.
+
+    Bytes are identical to ``np.save`` of the whole array.  With no rows at
+    all the file is ``np.save(path, [])`` (float64, shape ``(0,)``), which is
+    what the notebook writes for an empty shard.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.dtype: np.dtype | None = None
+        self.dim: int | None = None
+        self.rows = 0
+        self._header_len = 0
+
+    def _header(self, rows: int) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        assert self.dtype is not None
+        np.lib.format.write_array_header_1_0(
+            buf,
+            {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, self.dim)},
+        )
+        return buf.getvalue()
+
+    def write(self, block: np.ndarray) -> None:
+        """Append a ``[n, D]`` C-contiguous block (little-endian as stored)."""
+        if self.dtype is None:
+            self.dtype, self.dim = block.dtype, int(block.shape[1])
+            header = self._header(0)
+            self._header_len = len(header)
+            self.f.write(header)
+        self.f.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+        self.rows += int(block.shape[0])
+
+    def close(self) -> None:
+        """Fix the header's row count (or write the empty-array file)."""
+        if self.dtype is None:
+            np.save(self.f, np.array([]))
+            return
+        header = self._header(self.rows)
+        if len(header) != self._header_len:  # pragma: no cover - numpy pads for growth
+            raise RuntimeError("npy header length changed")
+        self.f.seek(0)
+        self.f.write(header)
+        self.f.seek(0, os.SEEK_END)
+
+
+class JsonArrayWriter:
+    """Write ``json.dumps(list_of_rows)`` incrementally, byte for byte."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.count = 0
+        self._parts: list[str] = []
+        self._pending = 0
+
+    def write_encoded(self, encoded_rows: list[str]) -> None:
+        """Append rows already encoded with ``json.dumps``."""
+        if not encoded_rows:
+            return
+        text = ", ".join(encoded_rows)
+        self._parts.append((", " if self.count else "[") + text)
+        self.count += len(encoded_rows)
+        self._pending += len(text)
+        if self._pending > 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._parts:
+            self.f.write("".join(self._parts).encode("utf-8"))
+            self._parts.clear()
+            self._pending = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.f.write(b"]" if self.count else b"[]")
+
+
+def sha256_of(fs: Any, path: str, block: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json_atomic(fs: Any, final: str, obj: Any) -> None:
+    out = AtomicFile(fs, final)
+    try:
+        out.f.write(json.dumps(obj, indent=1, sort_keys=False).encode("utf-8"))
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
