@@ -364,18 +364,23 @@ def test_kill_9_at_random_points_then_rerun(tmp_path):
         write_a2o_shard(src / f"big-{i}", 100, seed=i)  # ~31 MB each
     ref = tmp_path / "ref"
     cmd = [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(src), "--workers", "1", "--quiet", "--out"]
+
+    def start_and_wait_for_output(out: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd + [str(out)])
+        while proc.poll() is None and not any(".tmp-" in p.name for p in out.rglob("*")):
+            time.sleep(0.002)
+        return proc
+
+    proc = start_and_wait_for_output(ref)
     t0 = time.perf_counter()
-    subprocess.run(cmd + [str(ref)], check=True, timeout=300)
-    duration = time.perf_counter() - t0
+    assert proc.wait(timeout=300) == 0
+    duration = time.perf_counter() - t0  # from the first output to the end
     rng = random.Random(1234)
     killed_mid_shard = 0
     for i in range(20):
         out = tmp_path / f"out{i}"
-        proc = subprocess.Popen(cmd + [str(out)])
-        # wait for the first output to be under way, then kill at a random moment
-        while proc.poll() is None and not any(".tmp-" in p.name for p in out.rglob("*")):
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.6) * duration)
+        proc = start_and_wait_for_output(out)  # then kill at a random moment
+        time.sleep(rng.uniform(0.0, 0.9) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_mid_shard += any(".tmp-" in p.name for p in out.rglob("*"))
@@ -405,3 +410,43 @@ def test_sample_cli(tmp_path):
     assert emb1.dtype == np.float16 and emb1.shape[1] == 512
     meta = json.loads((tmp_path / "metadata" / "embeddings-00000-of-00002.json").read_text())
     assert all(isinstance(m["site_id"], str) for m in meta)  # the public mapping holds strings
+
+
+# --------------------------------------------------------------------------- row encoder
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    site=st.from_regex(r"[A-Za-z][-A-Za-z0-9\u00e9]{0,20}", fullmatch=True),
+    subsite=st.sampled_from(["Wet-A", "Wet-B", "Dry-A", "Dry-B"]),
+    prefix=st.sampled_from(["", "site_0285/", 'a"b\\/']),
+    tz=st.sampled_from(["Z", "+1030", "+0800", "-0330"]),
+    day=st.integers(0, 3000),
+    secs=st.integers(0, 86399),
+    seq=st.integers(0, 10**9),
+    ts=st.floats(0, 86400, width=32),
+    T=st.integers(0, 13),
+    C=st.integers(1, 6),
+    hop=st.sampled_from([5, 3, 2.5]),
+    site_id=st.one_of(st.integers(1, 500), st.text(min_size=1, max_size=5), st.none()),
+)
+def test_row_encoder_equals_json_dumps_of_metadata_rows(site, subsite, prefix, tz, day, secs, seq, ts, T, C, hop, site_id):
+    import datetime as dt
+
+    from tfrecord_numpy import a2o
+    from tfrecord_numpy.extract import A2ORecord, ExtractOptions, RowEncoder
+
+    start = dt.datetime(2019, 1, 1) + dt.timedelta(days=day, seconds=secs)
+    filename = f"{prefix}{start:%Y%m%dT%H%M%S}{tz}_{site}-{subsite}_{seq}.flac"
+    name = a2o.parse_filename(filename)
+    sites = {name.site_key: site_id}
+    rec = A2ORecord(filename=filename, timestamp_s=np.float32(ts), embedding=np.zeros((T, C, 2), np.float32))
+    enc = RowEncoder(sites, ExtractOptions(hop_seconds=hop, on_unknown_site="null"), "shard")
+    got = enc.rows(rec, 0, 0)
+    want = a2o.metadata_rows(name, filename, np.float32(ts), T, C, site_id or None, hop_seconds=hop)
+    assert got == [json.dumps(r) for r in want]
+    assert enc.unknown_sites == (0 if site_id else T * C)

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,39 +154,50 @@ def _fingerprint(options: ExtractOptions, sites: dict) -> str:
 # --------------------------------------------------------------------------- one shard
 
 
-class _RowEncoder:
-    """Metadata rows for a record, JSON-encoded exactly as ``json.dumps`` would."""
+class RowEncoder:
+    """Metadata rows of a record as JSON text, byte-identical to ``json.dumps`` of
+    :func:`a2o.metadata_rows` (a test holds the two together).
+
+    Rows of one record share all but two fields, so each record's text is
+    built from one template instead of 60 ``json.dumps`` calls.
+    """
 
     def __init__(self, sites: dict, options: ExtractOptions, shard: str) -> None:
         self.sites = sites
         self.options = options
         self.shard = shard
         self.unknown_sites = 0
-        self._names: dict[str, Any] = {}
+
+    def site_id(self, name: a2o.RecordName, rows: int, index: int, offset: int) -> Any:
+        key = name.site_key
+        site_id = self.sites.get(key)
+        if not site_id:  # the notebook's test: a falsy id counts as missing
+            if self.options.on_unknown_site == "error":
+                raise SchemaError(f"No site id found for site: {key}", path=self.shard, index=index, offset=offset)
+            site_id = None
+            self.unknown_sites += rows
+        return site_id
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
         T, C, _ = rec.embedding.shape
         try:
-            name = a2o.parse_filename(rec.filename)
+            name = a2o.parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
+            offsets = a2o.recording_offsets(rec.timestamp_s, T, self.options.hop_seconds)
         except TFRecordError as exc:
             raise exc.located(path=self.shard, index=index, offset=offset)
-        key = a2o.site_key(name.site_name, name.subsite_name)
-        site_id = self.sites.get(key)
-        if not site_id:
-            if self.options.on_unknown_site == "error":
-                raise SchemaError(f"No site id found for site: {key}", path=self.shard, index=index, offset=offset)
-            site_id = None
-            self.unknown_sites += T * C
-        rows = a2o.metadata_rows(
-            name,
-            rec.filename,
-            rec.timestamp_s,
-            T,
-            C,
-            hop_seconds=self.options.hop_seconds,
-            site_id=site_id,
+        site_id = self.site_id(name, T * C, index, offset)
+        dumps = json.dumps
+        head = (
+            f'{{"file_timestamp": {name.file_timestamp}, '
+            f'"file_seconds_since_midnight": {name.file_seconds_since_midnight}, '
+            f'"recording_offset_in_file": '
         )
-        return [json.dumps(r) for r in rows]
+        tail = (
+            f', "site_id": {dumps(site_id)}, "site_name": {dumps(name.site_name)}, '
+            f'"subsite_name": {dumps(name.subsite_name)}, "file_seq_id": {name.file_seq_id}, '
+            f'"filename": {dumps(rec.filename)}}}'
+        )
+        return [f'{head}{off}, "channel_index": {c}{tail}' for off in offsets for c in range(C)]
 
 
 def extract_shard(
@@ -212,7 +223,7 @@ def extract_shard(
         path=source,
         skip_corrupt=options.on_corrupt == "skip",
     )
-    encoder = _RowEncoder(sites, options, source)
+    encoder = RowEncoder(sites, options, source)
     npy_out = AtomicFile(fs, npy_final)
     json_out = AtomicFile(fs, json_final)
     records = 0
@@ -271,16 +282,9 @@ def extract_shard(
         "rows": npy.rows,
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
-        "embeddings": {
-            "path": f"embeddings/{stem}.npy",
-            "bytes": fs.size(npy_final),
-            "sha256": sha256_of(fs, npy_final),
-        },
-        "metadata": {
-            "path": f"metadata/{stem}.json",
-            "bytes": fs.size(json_final),
-            "sha256": sha256_of(fs, json_final),
-        },
+        # hashes are filled in by finalize_entry(), off the decoding path
+        "embeddings": {"path": f"embeddings/{stem}.npy", "bytes": fs.size(npy_final), "sha256": None},
+        "metadata": {"path": f"metadata/{stem}.json", "bytes": fs.size(json_final), "sha256": None},
         "skipped": {
             "corrupt_records": len(skipped),
             "errors": skipped[:100],
@@ -289,6 +293,20 @@ def extract_shard(
         "unknown_site_rows": encoder.unknown_sites,
         "seconds": round(time.perf_counter() - started, 6),
     }
+
+
+def finalize_entry(fs: Any, root: str, entry: dict) -> dict:
+    """Fill in the sha256 of a shard's published outputs (read back from the store).
+
+    The ``.npy`` header is only final once the shard ends, so its hash cannot
+    be taken while streaming; the job runs this in a thread, overlapping the
+    next shard's decoding.
+    """
+    for part in ("embeddings", "metadata"):
+        info = entry[part]
+        if info.get("sha256") is None:
+            info["sha256"] = sha256_of(fs, f"{root}/{info['path']}")
+    return entry
 
 
 def _source_size(source: str, storage_options: dict) -> int | None:
@@ -456,24 +474,35 @@ def extract(
     workers = max(1, min(int(workers), len(todo) or 1))
     progress = _Progress(sum(sizes[f] or 0 for f in todo), len(todo), enabled=not quiet)
 
-    def record(entry: dict) -> None:
+    done_entries: list[dict] = []
+
+    def finish(entry: dict) -> None:
+        """Hash the outputs, then record the shard as complete (one thread only)."""
+        finalize_entry(fs, root, entry)
         entry["fingerprint"] = fingerprint
         manifest["shards"][shard_stem(entry["source"])] = entry
         manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json_atomic(fs, f"{root}/{MANIFEST_NAME}", manifest)
+        done_entries.append(entry)
         progress.shard_done()
 
-    done_entries: list[dict] = []
+    finisher = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-numpy-finish")
+    finishing: list[Future] = []
+
+    def record(entry: dict) -> None:
+        finishing.append(finisher.submit(finish, entry))
+
     try:
         if workers == 1:
             for f in todo:
-                entry = extract_shard(f, dest_url, options, site_map, progress=progress.bytes)
-                record(entry)
-                done_entries.append(entry)
+                record(extract_shard(f, dest_url, options, site_map, progress=progress.bytes))
         elif todo:
-            done_entries = _run_parallel(todo, dest_url, options, site_map, workers, record, progress)
+            _run_parallel(todo, dest_url, options, site_map, workers, record, progress)
     finally:
+        finisher.shutdown(wait=True)
         progress.close()
+    for fut in finishing:
+        fut.result()  # surface any error from hashing / writing the manifest
     summary = _summary(manifest, stems, todo, already, done_entries, time.perf_counter() - started, dest_url, workers)
     if summary_json is not None:
         with open(os.fspath(summary_json), "w", encoding="utf-8") as f:
@@ -481,7 +510,7 @@ def extract(
     return summary
 
 
-def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) -> list[dict]:
+def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) -> None:
     import multiprocessing as mp
     import threading
 
@@ -502,7 +531,6 @@ def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) 
 
     t = threading.Thread(target=drain, daemon=True)
     t.start()
-    entries: list[dict] = []
     first_error: BaseException | None = None
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
         pending = {pool.submit(_run_shard, f, dest_url, options, site_map) for f in todo}
@@ -516,15 +544,12 @@ def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) 
                         for p in pending:
                             p.cancel()
                     continue
-                entry = fut.result()
-                record(entry)
-                entries.append(entry)
+                record(fut.result())
             pending = {p for p in pending if not p.cancelled()}
     stop.set()
     t.join(timeout=1)
     if first_error is not None:
         raise first_error
-    return entries
 
 
 def _summary(manifest, stems, todo, already, entries, seconds, dest, workers) -> dict:
