@@ -14,13 +14,30 @@ from .errors import (
     TFRecordError,
     TruncatedRecordError,
 )
+from .example import (
+    FixedLenFeature,
+    SparseValue,
+    VarLenFeature,
+    encode_example,
+    parse_example,
+    read_examples,
+)
 from .framing import encode_record, masked_crc
 from .reader import read_records
+from .tensor import parse_tensor, serialize_tensor
 from .writer import RecordWriter, write_records
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FixedLenFeature",
+    "SparseValue",
+    "VarLenFeature",
+    "encode_example",
+    "parse_example",
+    "parse_tensor",
+    "read_examples",
+    "serialize_tensor",
     "CompressionError",
     "CorruptRecordError",
     "DecodeError",

@@ -1,0 +1,100 @@
+"""The command line: sites, verify, progress bar, exit codes."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+
+import pytest
+
+from conftest import A2O, A2O_SHARDS, CORRUPT
+from test_a2o import EXPECTED_FROM_RESPONSE, api_url  # noqa: F401  (fixture)
+from tfrecord_numpy.cli import main
+
+SITES = A2O / "site_name_to_id_mapping.json"
+
+
+def test_sites_command_against_local_server(api_url, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "sub" / "mapping.json"
+    assert main(["sites", "--out", str(out), "--api-url", f"{api_url}/sites?direction=asc&items=500"]) == 0
+    assert json.loads(out.read_text()) == EXPECTED_FROM_RESPONSE
+    assert f"wrote {len(EXPECTED_FROM_RESPONSE)} sites" in capsys.readouterr().err
+    # the rebuilt mapping drives an extraction
+    assert main(["sites", "--out", str(tmp_path / "bad.json"), "--api-url", f"{api_url}/fail"]) == 1
+    assert not (tmp_path / "bad.json").exists()
+    assert "HTTP 500" in capsys.readouterr().err
+
+
+def test_verify_command(capsys):
+    assert main(["verify", str(A2O_SHARDS[0]), str(A2O_SHARDS[1])]) == 0
+    out = capsys.readouterr().out
+    assert "5 records" in out and "4 records" in out and "total\t9 records" in out
+    assert main(["verify", str(CORRUPT / "payload_crc_flipped_r1")]) == 1
+    err = capsys.readouterr().err
+    assert "CorruptRecordError" in err and "record 1" in err and "offset 307390" in err
+
+
+def test_usage_errors_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "SOURCE" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(A2O_SHARDS[0]),
+                           "--out", str(tmp_path), "--on-corrupt", "maybe"], capture_output=True, text=True)
+    assert proc.returncode == 2
+
+
+def test_missing_source_exit_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(tmp_path / "nope*"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
+
+
+def _run_on_pty(args: list[str]) -> tuple[int, str]:
+    """Run the CLI with stderr on a terminal; return (exit code, what the terminal got)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen([sys.executable, "-m", "tfrecord_numpy.cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_on_a_terminal(tmp_path, quiet):
+    args = ["extract", *map(str, A2O_SHARDS), "--out", str(tmp_path), "--sites", str(SITES), "--workers", "1"]
+    code, screen = _run_on_pty(args + (["--quiet"] if quiet else []))
+    assert code == 0
+    if quiet:
+        assert screen == ""
+    else:
+        assert "shards 3/3" in screen and "100%" in screen  # tqdm's bar over bytes and shards
+        assert "780 rows" in screen  # the summary
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", *map(str, A2O_SHARDS),
+                           "--out", str(tmp_path), "--sites", str(SITES), "--workers", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "%|" not in proc.stderr and "780 rows" in proc.stderr
