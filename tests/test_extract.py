@@ -450,3 +450,26 @@ def test_row_encoder_equals_json_dumps_of_metadata_rows(site, subsite, prefix, t
     want = a2o.metadata_rows(name, filename, np.float32(ts), T, C, site_id or None, hop_seconds=hop)
     assert got == [json.dumps(r) for r in want]
     assert enc.unknown_sites == (0 if site_id else T * C)
+
+
+@pytest.mark.parametrize(
+    "source,stem",
+    [
+        ("gs://b/p/embeddings-00000-of-00010.tfrecord.gz", "embeddings-00000-of-00010"),
+        ("/x/y/shard", "shard"),
+        ("memory://a/b/c.d.e", "c"),
+        ("/x/../../etc/passwd", "passwd"),
+    ],
+)
+def test_outputs_are_named_only_from_the_shard_name(source, stem):
+    from tfrecord_numpy.extract import shard_stem
+
+    assert shard_stem(source) == stem
+
+
+@pytest.mark.parametrize("source", ["/x/..", "/x/.hidden", "/x/\x00evil", "..", "a/b/.."])
+def test_shard_names_that_would_escape_dest_are_refused(source):
+    from tfrecord_numpy.extract import shard_stem
+
+    with pytest.raises(ValueError, match="usable output name"):
+        shard_stem(source)

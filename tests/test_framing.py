@@ -275,3 +275,44 @@ def test_record_writer_context_manager_and_fileobj():
     with RecordWriter(gz, compression="gzip") as w:
         w.write(b"x" * 10000)
     assert gzip.decompress(gz.getvalue()) == encode_record(b"x" * 10000)
+
+
+def _bomb(length: int, zeros: int, compression: str) -> bytes:
+    import struct
+
+    header = struct.pack("<Q", length)
+    header += masked_crc(header).to_bytes(4, "little")
+    c = zlib.compressobj(9, zlib.DEFLATED, 31 if compression == "gzip" else 15)
+    out = [c.compress(header)]
+    chunk = bytes(1 << 20)
+    for _ in range(zeros >> 20):
+        out.append(c.compress(chunk))
+    out.append(c.flush())
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zlib"])
+def test_decompression_bomb_is_an_error_without_inflating_it(compression):
+    import tracemalloc
+
+    bomb = _bomb(1 << 33, 64 << 20, compression)  # a 8 GiB record claimed, 64 MiB of zeros
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    with pytest.raises(RecordTooLargeError) as info:
+        list(read_records(io.BytesIO(bomb), compression=compression, max_record_bytes=16 << 20))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info.value.index == 0 and info.value.offset == 0
+    assert peak < 48 << 20
+    # zeros alone: the first header's CRC fails at once
+    zeros = zlib.compress(bytes(32 << 20), 9) if compression == "zlib" else gzip.compress(bytes(32 << 20), 9)
+    with pytest.raises(CorruptRecordError):
+        list(read_records(io.BytesIO(zeros), compression=compression))
+
+
+def test_record_too_large_limit_is_configurable(tmp_path):
+    out = tmp_path / "big"
+    write_records(out, [b"x" * 5000])
+    with pytest.raises(RecordTooLargeError, match="max_record_bytes=4096"):
+        list(read_records(out, max_record_bytes=4096))
+    assert list(read_records(out, max_record_bytes=5000)) == [b"x" * 5000]

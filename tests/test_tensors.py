@@ -166,3 +166,14 @@ def test_big_endian_input_is_serialized_little_endian():
     a = np.arange(6, dtype=">i4").reshape(2, 3)
     assert parse_tensor(serialize_tensor(a)).tolist() == a.tolist()
     assert serialize_tensor(a) == serialize_tensor(a.astype("<i4"))
+
+
+def test_shape_overflow_and_fill_limit_are_errors():
+    with pytest.raises(SchemaError, match="too many elements"):
+        parse_tensor(_proto(1, [1 << 40, 1 << 40], float_val=[1.0]))
+    with pytest.raises(SchemaError, match="limit"):
+        parse_tensor(_proto(1, [1 << 29, 4], float_val=[1.0]))  # 8 GiB from 4 bytes
+    with pytest.raises(SchemaError, match="needs"):
+        parse_tensor(_proto(1, [1 << 40], tensor_content=b"\x00" * 8))
+    with pytest.raises(SchemaError, match="unknown"):
+        parse_tensor(_proto(1, [-1], tensor_content=b""))

@@ -44,6 +44,9 @@ _ML_DTYPES = {
     27: "float8_e4m3b11fnuz", 28: "float8_e5m2fnuz", 29: "int4", 30: "uint4",
 }
 _LITTLE = sys.byteorder == "little"
+#: typed ``*_val`` fields are broadcast to the shape; cap what a few bytes can
+#: make us allocate (a tensor_content tensor is bounded by its own bytes)
+MAX_FILL_BYTES = 1 << 30
 
 
 def _ml_dtype(dt: int) -> np.dtype:
@@ -256,6 +259,11 @@ def tensor_from_proto(tp: Any, out_type: Any = None) -> np.ndarray:
         raise SchemaError(f"tensor shape {list(shape)} has an unknown dimension")
     n = _element_count(shape)
     dtype = numpy_dtype(dt)
+    if not tp.tensor_content and n * max(dtype.itemsize, 1) > MAX_FILL_BYTES:
+        raise SchemaError(
+            f"tensor of shape {list(shape)} would fill {n * dtype.itemsize} bytes from its value "
+            f"fields, over the {MAX_FILL_BYTES}-byte limit (tensor.MAX_FILL_BYTES)"
+        )
     if tp.tensor_content:
         content = memoryview(tp.tensor_content)
         if dt == DT_STRING:
