@@ -273,7 +273,7 @@ _POW7 = [np.uint64(1 << (7 * k)) for k in range(1, 10)]
 def _encode_varints(values: np.ndarray) -> bytes:
     """int64 values as packed varints (negatives take 10 bytes, as protobuf writes them)."""
     u = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
-    if len(u) < 10**9:
+    if len(u) < _SMALL_VARINTS:
         return b"".join(_varint(int(v)) for v in u.tolist())
     nbytes = np.ones(len(u), dtype=np.int64)
     for p in _POW7:
@@ -829,7 +829,7 @@ def _classify(key: str, value: Any) -> tuple[str, Any]:
             except OverflowError:
                 raise ValueError(f"feature {key!r}: an integer does not fit in int64") from None
         if all(isinstance(v, (bool, np.bool_, int, float, np.integer, np.floating)) for v in value):
-            return _FLOAT, _float32_array(np.asarray(value, dtype=np.float64))
+            return _FLOAT, _float32_array(np.asarray(value))  # all-float32 lists keep their bits
         if any(isinstance(v, (list, tuple, np.ndarray)) for v in value):
             return _classify_array(key, np.asarray(value))
     raise TypeError(f"feature {key!r}: cannot encode a value of type {type(value).__name__}")
@@ -952,10 +952,3 @@ def read_examples(source: Any, features: Spec | None = None, **kwargs: Any) -> I
         except TFRecordError as exc:
             raise exc.located(path=path, index=index)
         yield parsed
-
-def _tf_allchunks(buf, pos, lim):
-    out = []
-    while pos < lim:
-        plen, pos = _tf_v32(buf, pos + 1, lim)
-        out.append(_decode_varints(buf, pos, pos + plen)); pos += plen
-    return np.concatenate(out)
