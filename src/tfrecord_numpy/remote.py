@@ -33,7 +33,9 @@ costs < 40 %; from inside the region (1-2 GB/s per stream and ~1 ms round
 trips) 8 MiB keeps each request well past TCP slow-start.  Larger blocks
 gain little and cost memory: a reader holds at most about three blocks
 (the one being consumed, the one in flight and the retry buffer), so 8 MiB
-means ~24 MiB per open source, times the number of worker processes.  A
+means ~24 MiB per open source, times the number of worker processes (an
+HTTP server that ignores ``Range`` sends the whole object at once; it is
+then kept, not fetched again per block).  A
 failed request is retried for the part of the block not yet received, so a
 larger block does not make faults costlier.  Smaller blocks (256 KiB-1
 MiB) only help tests that want many requests per object.
@@ -56,6 +58,8 @@ DEFAULT_BLOCK_SIZE = 8 << 20
 DEFAULT_RETRIES = 6
 DEFAULT_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 16.0
+# short responses that still brought bytes do not use up ``retries``, up to this many per block
+_MAX_PARTIAL_RESPONSES = 64
 
 # HTTP statuses worth retrying: timeouts, throttling and server errors
 _RETRY_STATUS = frozenset([408, 425, 429, *range(500, 600)])
@@ -188,7 +192,7 @@ class RangedInput(io.RawIOBase):
         block_size: int = DEFAULT_BLOCK_SIZE,
         prefetch: bool = True,
         retries: int = DEFAULT_RETRIES,
-        retry_delay: float = DEFAULT_RETRY_DELAY,
+        retry_delay: float | None = None,
         fetch_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
@@ -200,7 +204,7 @@ class RangedInput(io.RawIOBase):
         self.size = int(size)
         self._block_size = int(block_size)
         self._retries = max(0, int(retries))
-        self._retry_delay = max(0.0, float(retry_delay))
+        self._retry_delay = max(0.0, float(DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay))
         self._fetch_kwargs = dict(fetch_kwargs or {})
         self._block = memoryview(b"")
         self._block_pos = 0
@@ -210,6 +214,7 @@ class RangedInput(io.RawIOBase):
         self.attempts_failed = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-numpy-prefetch") if prefetch else None
         self._pending: Future | None = None
+        self._whole: memoryview | None = None  # the whole object, if a server ignored Range
         if self._pool is not None:
             self._pending = self._submit()
 
@@ -227,19 +232,25 @@ class RangedInput(io.RawIOBase):
         """Bytes ``[start, end)``, retried from the exact byte each failure stopped at."""
         parts: list[bytes] = []
         pos = start
-        failures = 0
+        failures = 0  # in a row without a byte of progress: bounded by ``retries``
+        failed = 0  # all failed requests for this block: bounded too, against a trickle
         last: BaseException | None = None
         while pos < end:
             if self.closed:
                 raise ValueError("I/O operation on closed file")
             want = end - pos
+            before = pos
+            if self._whole is not None:
+                parts.append(bytes(self._whole[pos:end]))
+                break
             try:
                 data = self._fs.cat_file(self._path, start=pos, end=end, **self._fetch_kwargs)
                 if not isinstance(data, (bytes, bytearray, memoryview)):
                     data = bytes(data)
                 if len(data) > want:
-                    if len(data) == self.size:  # the server ignored Range and sent it all
-                        data = memoryview(data)[pos:end]
+                    if len(data) == self.size:  # the server ignored Range and sent it all:
+                        self._whole = memoryview(data)  # keep it rather than fetch it again per block
+                        data = self._whole[pos:end]
                     else:
                         raise RemoteReadError(
                             f"server sent {len(data)} bytes for a {want}-byte range", path=self.name, offset=pos
@@ -263,12 +274,13 @@ class RangedInput(io.RawIOBase):
                         offset=pos,
                     ) from exc
                 last = exc
-                failures += 1
+                failures = 1 if pos > before else failures + 1
+                failed += 1
                 with self._lock:
                     self.attempts_failed += 1
-                if failures > self._retries:
+                if failures > self._retries or failed > self._retries + _MAX_PARTIAL_RESPONSES:
                     raise RemoteReadError(
-                        f"gave up reading remote object at byte offset {pos} after {failures} failed "
+                        f"gave up reading remote object at byte offset {pos} after {failed} failed "
                         f"attempts; last error: {type(exc).__name__}: {exc}",
                         path=self.name,
                         offset=pos,
@@ -327,6 +339,8 @@ class RangedInput(io.RawIOBase):
         return n
 
     def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         if size is None or size < 0:
             chunks = []
             while True:
@@ -346,6 +360,7 @@ class RangedInput(io.RawIOBase):
             return
         super().close()
         self._block = memoryview(b"")
+        self._whole = None
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
@@ -414,15 +429,19 @@ def open_input(
     block_size: int = DEFAULT_BLOCK_SIZE,
     prefetch: bool = True,
     retries: int = DEFAULT_RETRIES,
-    retry_delay: float = DEFAULT_RETRY_DELAY,
-) -> RangedInput | DecodedInput:
+    retry_delay: float | None = None,
+) -> Any:
     """Open a remote object for one front-to-back read, with prefetch and exact resume.
 
     Returns a non-seekable binary stream (``read``, ``readinto``, ``tell``,
-    ``close``, ``name``).  ``retries`` is how many times one block may fail
+    ``close``, ``name``): a :class:`RangedInput`, or a :class:`DecodedInput`
+    for a gzip-transcoded object; where the backend cannot tell the object's
+    size (an HTTP server without ``Content-Length``), fsspec's own streaming
+    file.  ``retries`` is how many times one block may fail
     (besides the backend's own retries) before :class:`RemoteReadError`;
-    ``retry_delay`` the first back-off in seconds, doubled at each failure.
-    See the module docstring for the choice of ``block_size``.
+    ``retry_delay`` the first back-off in seconds (default
+    ``DEFAULT_RETRY_DELAY``), doubled at each failure in a row.  See the
+    module docstring for the choice of ``block_size``.
     """
     from fsspec.core import url_to_fs
 
@@ -439,7 +458,9 @@ def open_input(
         info = _retry_info(fs, path, url, retries, retry_delay, exc)
     if info.get("type", "file") != "file":
         raise IsADirectoryError(f"{url!r} is not a file")
-    size = int(info.get("size") or 0)
+    if info.get("size") is None:  # the server does not say (HTTP without Content-Length): stream
+        return fs.open(path, "rb", block_size=block_size)
+    size = int(info["size"])
     fetch_kwargs: dict = {}
     if _is_gcs(fs) and info.get("generation"):
         fetch_kwargs["generation"] = info["generation"]
@@ -479,8 +500,9 @@ def _raw_fs(fs: Any, url: str, options: dict) -> Any:
     return fs
 
 
-def _retry_info(fs: Any, path: str, url: str, retries: int, retry_delay: float, first: BaseException) -> dict:
+def _retry_info(fs: Any, path: str, url: str, retries: int, retry_delay: float | None, first: BaseException) -> dict:
     """``fs.info`` retried like a block (the object's size decides everything after)."""
+    retry_delay = DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay
     last = first
     for attempt in range(1, max(0, retries) + 1):
         time.sleep(min(MAX_RETRY_DELAY, retry_delay * 2 ** (attempt - 1)))

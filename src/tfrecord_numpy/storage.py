@@ -132,7 +132,8 @@ class OpenedSource:
     def raw_position(self) -> int:
         """Bytes consumed from the underlying file so far (compressed bytes if compressed)."""
         try:
-            return int(self.raw.tell())
+            stored = getattr(self.raw, "stored_position", None)  # transcoded objects
+            return int(stored() if stored is not None else self.raw.tell())
         except Exception:
             return 0
 
@@ -152,7 +153,13 @@ def open_source(
     compression = normalize_compression(compression)
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        raw = open_url(source, "rb", storage_options=storage_options, block_size=block_size)
+        from .remote import open_input, should_use_remote  # lazy: no gcsfs at import time
+
+        if should_use_remote(source):
+            # block reads with prefetch and exact-offset resume on transient faults
+            raw = open_input(os.fspath(source), storage_options=storage_options, block_size=block_size)
+        else:
+            raw = open_url(source, "rb", storage_options=storage_options, block_size=block_size)
         owned = True
     elif hasattr(source, "read"):
         raw = source
@@ -160,7 +167,9 @@ def open_source(
     else:
         raise TypeError(f"source must be a path, URL or binary file object, not {type(source).__name__}")
     if compression == "auto":
-        compression = compression_from_name(name) if name else None
+        # a transcoded object's gzip layer is already undone: trust the bytes, not the suffix
+        transcoded = getattr(raw, "transcoded", False)
+        compression = compression_from_name(name) if name and not transcoded else None
         if compression is None:
             head = raw.read(2)
             if not isinstance(head, bytes):
