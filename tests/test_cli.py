@@ -98,3 +98,22 @@ def test_no_bar_when_stderr_is_not_a_terminal(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "%|" not in proc.stderr and "780 rows" in proc.stderr
+
+
+def test_cli_dask_local_cluster_gives_the_golden_output(tmp_path):
+    pytest.importorskip("distributed")
+    from test_extract import assert_golden
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", *map(str, A2O_SHARDS), "--out", str(tmp_path),
+         "--sites", str(SITES), "--dask-local", "2", "--split-bytes", "500000"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_golden(tmp_path)
+    assert "780 rows" in proc.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(A2O_SHARDS[0]), "--out", str(tmp_path),
+         "--split-bytes", "1000"], capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "--split-bytes needs" in bad.stderr

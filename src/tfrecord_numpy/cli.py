@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     ex.add_argument("--max-record-bytes", type=int, default=1 << 30)
+    dk = ex.add_mutually_exclusive_group()
+    dk.add_argument("--dask-scheduler", metavar="ADDRESS",
+                    help="run on a running Dask cluster (e.g. tcp://10.0.0.5:8786); needs tfrecord-numpy[dask]")
+    dk.add_argument("--dask-local", type=int, metavar="N",
+                    help="run on a local Dask cluster of N worker processes (127.0.0.1 only); needs tfrecord-numpy[dask]")
+    ex.add_argument("--split-bytes", type=int, metavar="BYTES",
+                    help="with --dask-*: read uncompressed shards larger than BYTES as several tasks")
     _add_storage_args(ex)
 
     st = sub.add_parser("sites", help="rebuild the site-name-to-id mapping from the A2O sites API")
@@ -92,11 +99,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         sources += sample_sources()
     if not sources:
         return _usage_error("extract needs SOURCE... or --sample")
-    summary = extract(
-        sources,
-        args.out,
+    options = dict(
         sites=args.sites,
-        workers=args.workers,
         hop_seconds=_hop(args.hop_seconds),
         compression=args.compression,
         on_corrupt=args.on_corrupt,
@@ -107,6 +111,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
         storage_options=_storage_options(args),
         max_record_bytes=args.max_record_bytes,
     )
+    if args.dask_scheduler is not None or args.dask_local is not None:
+        if args.workers is not None:
+            return _usage_error("--workers is for local runs; size the Dask cluster instead")
+        try:
+            from .dask import extract_with_cluster
+        except ImportError as exc:
+            return _usage_error(str(exc))
+        summary = extract_with_cluster(
+            sources, args.out, scheduler=args.dask_scheduler, local_workers=args.dask_local,
+            split_bytes=args.split_bytes, **options,
+        )
+    else:
+        if args.split_bytes is not None:
+            return _usage_error("--split-bytes needs --dask-scheduler or --dask-local")
+        summary = extract(sources, args.out, workers=args.workers, **options)
     if not args.quiet:
         print(format_summary(summary), file=sys.stderr)
     return 0
