@@ -383,7 +383,23 @@ def _worker_progress(n: int) -> None:
 
 
 def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict) -> dict:
-    return extract_shard(source, dest, options, sites, progress=_worker_progress)
+    """A worker's whole share of a shard: decode, write, and hash (in parallel, not in the parent)."""
+    entry = extract_shard(source, dest, options, sites, progress=_worker_progress)
+    fs, root = url_to_fs(dest, **options.storage_options)
+    return finalize_entry(fs, root.rstrip("/"), entry)
+
+
+def _process_context():
+    """forkserver where the platform has it, with our modules preloaded, so each
+    worker starts as a cheap fork instead of a fresh interpreter importing numpy;
+    spawn elsewhere.  (Plain fork is unsafe: the parent runs threads.)"""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["tfrecord_numpy.extract"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 class _Progress:
@@ -511,10 +527,9 @@ def extract(
 
 
 def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) -> None:
-    import multiprocessing as mp
     import threading
 
-    ctx = mp.get_context("spawn")
+    ctx = _process_context()
     queue = ctx.Queue()
     stop = threading.Event()
 
