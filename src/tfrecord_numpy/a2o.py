@@ -217,7 +217,11 @@ def _parse(name: str, signed: bool = True) -> RecordName:
         when = _dt.datetime.strptime(f"{stamp}{'+0000' if zone == 'Z' else zone}", "%Y%m%dT%H%M%S%z")
     except ValueError as exc:
         raise _Reject(f"A2O recording name has an impossible date/time {stamp}{zone} ({exc})") from None
-    return RecordName(datetime=when, timezone=zone, site_name=site, subsite_name=subsite, file_seq_id=int(seq))
+    try:
+        seq_id = int(seq)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() (4300) allows
+        raise _Reject(f"A2O recording name has a sequence id of {len(seq)} digits") from None
+    return RecordName(datetime=when, timezone=zone, site_name=site, subsite_name=subsite, file_seq_id=seq_id)
 
 
 def parse_filename(

@@ -375,8 +375,8 @@ def _pb_skip(buf: Any, pos: int, end: int, field: int, wt: int, depth: int) -> i
                 if f != field:
                     raise WireError("mismatched end-group")
                 return pos
-            if f == 0:
-                raise WireError("field number 0")
+            # no "field number 0" check here: upb skips an unknown group's
+            # contents without one (only the top-level tag reader refuses 0)
             pos = _pb_skip(buf, pos, end, f, w, depth)
         raise WireError("unterminated group")
     raise WireError(f"invalid wire type {wt}")
@@ -392,11 +392,19 @@ def _pb_list(buf: Any, pos: int, end: int, kind: int, chunks: list, depth: int) 
             if wt == LEN:
                 s, pos = _pb_len(buf, pos, end)
                 if kind == _BYTES_F:
-                    chunks.append((s, pos))
+                    # copied now: a (start, end) span costs ~60 bytes per value,
+                    # while a 0- or 1-byte bytes object is a shared singleton
+                    chunks.append(bytes(buf[s:pos]))
                 elif kind == _FLOAT_F:
                     if (pos - s) & 3:
                         raise WireError("packed float list length is not a multiple of 4")
                     chunks.append((s, pos))
+                elif pos - s < _SMALL_VARINTS:
+                    # short chunks as plain ints: an array per 3-byte chunk would cost
+                    # ~40 bytes of allocation per input byte
+                    while s < pos:
+                        v, s = read_varint(buf, s, pos)
+                        chunks.append(v)
                 else:
                     chunks.append(_decode_varints(buf, s, pos))
                 continue
@@ -468,7 +476,7 @@ def _pb_entry(buf: Any, pos: int, end: int, out: dict, depth: int) -> None:
 
 def _pb_value(buf: Any, kind: int, chunks: list) -> np.ndarray | list[bytes]:
     if kind == _BYTES_F:
-        return [bytes(buf[a:b]) for a, b in chunks]
+        return list(chunks)  # already bytes (see _pb_list)
     if kind == _FLOAT_F:
         return _floats(buf, chunks)
     if kind == _INT64_F:

@@ -15,24 +15,41 @@ from . import _wire
 BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
 
 
+def _fields(view: memoryview, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """``_wire.iter_fields`` limited to one-byte tags.
+
+    TensorFlow's fast parser compares tags as single bytes (``0x0A``...), so a
+    padded tag such as ``8A 00`` is a field it skips or rejects; decoding it
+    here would give a value where the general path gives its answer.
+    """
+    out = []
+    pos = start
+    for f in _wire.iter_fields(view, start, end):
+        if view[pos] >= 0x80:
+            raise _wire.WireError("multi-byte tag")
+        out.append(f)
+        pos = f[3]  # the next field starts where this one's value ends
+    return out
+
+
 def feature_spans(view: memoryview) -> dict[str, tuple[int, int, int]] | None:
     """``{name: (kind, start, end)}`` of each feature's list message, or None if unusual."""
     out: dict[str, tuple[int, int, int]] = {}
     try:
-        fields = list(_wire.iter_fields(view, 0, len(view)))
+        fields = _fields(view, 0, len(view))
         if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):
             return None if fields else out
         _, _, fstart, fend = fields[0]
-        for field, wt, a, b in _wire.iter_fields(view, fstart, fend):
+        for field, wt, a, b in _fields(view, fstart, fend):
             if field != 1 or wt != _wire.LEN:
                 return None
-            entry = list(_wire.iter_fields(view, a, b))
+            entry = _fields(view, a, b)
             if len(entry) != 2 or entry[0][:2] != (1, _wire.LEN) or entry[1][:2] != (2, _wire.LEN):
                 return None
             key = bytes(view[entry[0][2] : entry[0][3]]).decode("utf-8")
             if key in out:
                 return None
-            kinds = list(_wire.iter_fields(view, entry[1][2], entry[1][3]))
+            kinds = _fields(view, entry[1][2], entry[1][3])
             if len(kinds) != 1 or kinds[0][1] != _wire.LEN or kinds[0][0] not in (1, 2, 3):
                 return None
             out[key] = (kinds[0][0], kinds[0][2], kinds[0][3])
@@ -44,7 +61,7 @@ def feature_spans(view: memoryview) -> dict[str, tuple[int, int, int]] | None:
 def single_bytes(view: memoryview, start: int, end: int) -> memoryview | None:
     """The one value of a BytesList, as a view; None unless exactly one packed value."""
     try:
-        fields = list(_wire.iter_fields(view, start, end))
+        fields = _fields(view, start, end)
     except _wire.WireError:
         return None
     if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):
@@ -57,7 +74,7 @@ def packed_payload(view: memoryview, start: int, end: int) -> memoryview | None:
     if start == end:
         return view[start:start]
     try:
-        fields = list(_wire.iter_fields(view, start, end))
+        fields = _fields(view, start, end)
     except _wire.WireError:
         return None
     if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):

@@ -122,7 +122,10 @@ class RecordScanner:
         try:
             pos = self._scan(buf, spans)
         except TFRecordError as exc:
-            return spans, self._consumed, exc
+            # drop the traceback: through _scan's frame it holds ``buf`` (the
+            # caller's whole read buffer) in a cycle that outlives the error
+            # until the cyclic GC happens to run
+            return spans, self._consumed, exc.with_traceback(None)
         return spans, pos, None
 
     def _skip(self, error: TFRecordError) -> None:
@@ -205,7 +208,10 @@ class RecordScanner:
         if self.skip_corrupt:
             self.truncated_tail = error
             return
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # no error -> traceback -> frame -> error cycle pinning the caller's buffer
 
 
 def iter_spans(
@@ -221,7 +227,10 @@ def iter_spans(
     for start, length, _, _ in spans:
         yield start, length
     if error is not None:
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # this frame holds ``buf``: keep it out of a cycle with the error
     scanner.finish(len(buf) - used)
 
 

@@ -16,6 +16,7 @@ from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
 from .storage import Source, open_source, readinto
 
 DEFAULT_CHUNK_BYTES = 8 << 20
+INITIAL_CHUNK_BYTES = 64 << 10
 
 
 def iter_record_views(
@@ -27,12 +28,16 @@ def iter_record_views(
     """Yield ``(index, offset, view)`` for each record's payload in ``stream``.
 
     A view is valid only until the next one is requested: copy it
-    (``bytes(view)``) to keep it.
+    (``bytes(view)``) to keep it.  The buffer starts small (a tiny file costs
+    no 8 MiB allocation) and doubles while reads keep filling it, up to
+    ``chunk_bytes``; beyond that it grows only to hold a record larger than
+    itself, as that record's bytes arrive.
     """
-    buf = bytearray(chunk_bytes)
+    buf = bytearray(min(chunk_bytes, INITIAL_CHUNK_BYTES))
     view = memoryview(buf)
     filled = 0
     while True:
+        free = len(buf) - filled
         try:
             n = readinto(stream, view[filled:])
         except StreamTruncated as exc:
@@ -47,7 +52,11 @@ def iter_record_views(
         for start, length, index, offset in spans:
             yield index, offset, view[start : start + length]
         if error is not None:
-            raise error
+            del buf, view  # the traceback keeps this frame: do not let it pin the buffer
+            try:
+                raise error
+            finally:
+                del error  # no frame -> error -> traceback -> frame cycle
         if used:
             left = filled - used
             view[:left] = bytes(view[used:filled]) if left else b""
@@ -58,11 +67,14 @@ def iter_record_views(
             size = len(buf) * 2
             if scanner.needed:
                 size = min(size, max(scanner.needed, len(buf) + 1))
-            view.release()
-            new = bytearray(size)
-            new[:filled] = buf[:filled]
-            buf = new
-            view = memoryview(buf)
+        elif n == free and len(buf) < chunk_bytes:
+            size = min(len(buf) * 2, chunk_bytes)  # the stream goes on: read bigger blocks
+        else:
+            continue
+        new = bytearray(size)
+        new[:filled] = view[:filled]
+        buf = new
+        view = memoryview(buf)
     scanner.finish(filled)
 
 

@@ -117,29 +117,61 @@ def _check_out_type(dt: int, out_type: Any) -> None:
         )
 
 
-def _element_count(shape: tuple[int, ...], limit: int = 1 << 62) -> int:
-    n = 1
+#: numpy's limits, tighter than TensorFlow's (254 dims): an array holds at most
+#: 64 dims, and its non-zero dims times the itemsize (16 at most) must fit in
+#: an int64 even when another dim is 0 -- else reshape raises numpy's ValueError
+_MAX_DIMS = 64
+_MAX_ELEMENTS = (1 << 63) // 16
+
+
+def _element_count(shape: tuple[int, ...]) -> int:
+    """Elements of ``shape``; SchemaError where numpy could not hold the shape at all."""
+    if len(shape) > _MAX_DIMS:
+        raise SchemaError(f"tensor has {len(shape)} dimensions; numpy arrays hold at most {_MAX_DIMS}")
+    n = nonzero = 1
     for d in shape:
         n *= d
-        if n > limit:
+        nonzero *= d or 1
+        if nonzero > _MAX_ELEMENTS:
             raise SchemaError(f"tensor shape {list(shape)} has too many elements")
     return n
 
 
-def _parse_shape(buf, start: int, end: int) -> tuple[int, ...]:
-    dims: list[int] = []
-    for field, wt, a, b in _wire.iter_fields(buf, start, end):
+class _Unusual(Exception):
+    """Internal: an encoding the hand walk leaves to protobuf's parser."""
+
+
+def _fields(buf, start: int, end: int):
+    """``_wire.iter_fields`` for the hand walk: one-byte tags and at most 5-byte
+    lengths only.  Protobuf (upb here, C++ in TensorFlow) refuses longer tags and
+    lengths that ``iter_fields`` would take, so those go to the general path."""
+    pos = start
+    for f in _wire.iter_fields(buf, start, end):
+        if buf[pos] >= 0x80 or (f[1] == _wire.LEN and f[2] - pos > 6):
+            raise _Unusual
+        yield f
+        pos = f[3]  # the next field starts where this one's value ends
+
+
+def _parse_shape(buf, start: int, end: int, dims: list[int], unknown_rank: bool) -> bool:
+    """Merge one TensorShapeProto into ``dims``, as protobuf merges a repeated
+    message field (dims append, the last ``unknown_rank`` wins); returns it."""
+    for field, wt, a, b in _fields(buf, start, end):
         if field == 2 and wt == _wire.LEN:
             size = 0
-            for f2, wt2, v, _ in _wire.iter_fields(buf, a, b):
+            for f2, wt2, v, _ in _fields(buf, a, b):
                 if f2 == 1 and wt2 == _wire.VARINT:
                     size = _wire.to_int64(v)
+                elif f2 == 2:
+                    raise _Unusual  # a dim name: protobuf checks it is UTF-8
             if size < 0:
                 raise SchemaError(f"tensor shape has an unknown dimension ({size})")
             dims.append(size)
-        elif field == 3 and wt == _wire.VARINT and a:
-            raise SchemaError("tensor shape has unknown rank")
-    return tuple(dims)
+            if len(dims) > _MAX_DIMS:  # say so now, not after walking a megabyte of dims
+                raise SchemaError(f"tensor has over {_MAX_DIMS} dimensions; numpy arrays hold at most {_MAX_DIMS}")
+        elif field == 3 and wt == _wire.VARINT:
+            unknown_rank = bool(a)
+    return unknown_rank
 
 
 def _from_content(content: memoryview, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -165,8 +197,8 @@ def parse_tensor(data: bytes | bytearray | memoryview, out_type: Any = None) -> 
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) or data.format != "B" else data
     try:
         fast = _scan_tensor(view)
-    except _wire.WireError as exc:
-        raise DecodeError(f"not a valid TensorProto: {exc}") from None
+    except (_wire.WireError, _Unusual):
+        fast = None  # malformed or non-canonical: protobuf's parser decides, as in TensorFlow
     if fast is not None:
         dt, shape, content = fast
         _check_out_type(dt, out_type)
@@ -179,19 +211,25 @@ def parse_tensor(data: bytes | bytearray | memoryview, out_type: Any = None) -> 
 def _scan_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryview] | None:
     """(dtype, shape, tensor_content) when the proto holds nothing else; else None."""
     dt = 0
-    shape: tuple[int, ...] = ()
+    dims: list[int] = []
+    unknown_rank = False
     content: memoryview | None = None
-    for field, wt, a, b in _wire.iter_fields(view, 0, len(view)):
+    for field, wt, a, b in _fields(view, 0, len(view)):
         if field == 1 and wt == _wire.VARINT:
             dt = _wire.to_int32(a)
-        elif field == 2 and wt == _wire.LEN:
-            shape = _parse_shape(view, a, b)
+        elif field == 2 and wt == _wire.LEN:  # repeated: protobuf merges the shapes
+            unknown_rank = _parse_shape(view, a, b, dims, unknown_rank)
         elif field == 3 and wt == _wire.VARINT:
             pass
         elif field == 4 and wt == _wire.LEN:
-            content = view[a:b]
+            # an empty tensor_content is no content (TensorFlow's FromProto tests
+            # .empty()): the value fields, or zeros, fill the tensor
+            content = view[a:b] if b > a else None
         else:
             return None  # typed values, repeated/odd encodings: the general path
+    if unknown_rank:
+        raise SchemaError("tensor shape has unknown rank")
+    shape = tuple(dims)
     if content is None:
         content = view[0:0]
         if _element_count(shape) and dt != DT_STRING:
@@ -204,8 +242,10 @@ def _scan_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryview] | 
 def _strings_from_content(content: memoryview, shape: tuple[int, ...]) -> np.ndarray:
     """TensorFlow's string encoding in tensor_content: n varint lengths, then the bytes."""
     n = _element_count(shape)
-    out = np.empty(n, dtype=object)
     pos, end = 0, len(content)
+    if n > end:  # each string takes at least its length byte: refuse before allocating
+        raise SchemaError(f"bad string tensor_content: {end} bytes cannot hold {n} strings")
+    out = np.empty(n, dtype=object)
     try:
         lengths = []
         for _ in range(n):
@@ -230,7 +270,8 @@ def _fill(values: np.ndarray, n: int, dtype: np.dtype, what: str) -> np.ndarray:
         raise SchemaError(f"{what} holds {k} values for a tensor of {n} elements")
     if k == n:
         return values.astype(dtype, copy=False)
-    out = np.zeros(n, dtype=dtype)
+    # TensorFlow's default element: 0, or b"" for strings (np.zeros would give int 0)
+    out = np.full(n, b"", dtype=object) if dtype == object else np.zeros(n, dtype=dtype)
     if k:
         out[:k] = values
         out[k:] = values[-1]
