@@ -35,8 +35,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,20 +53,19 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from . import a2o
 from .errors import DecodeError, SchemaError, TFRecordError
 from .extract import (
-    MANIFEST_FORMAT,
     MANIFEST_NAME,
     ExtractOptions,
     RowEncoder,
-    _fingerprint,
-    _is_complete,
     _Progress,
     _remove_stale_tmp,
     _source_size,
     _summary,
+    RecordStats,
+    consume_records,
     decode_a2o_record,
+    plan_job,
     extract_shard,
     finalize_entry,
-    read_manifest,
     shard_stem,
 )
 from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
@@ -100,61 +99,7 @@ _COPY_BYTES = 8 << 20
 # --------------------------------------------------------------------------- decoding
 
 
-@dataclass
-class _Stats:
-    """What a run of records produced, for the manifest and the cross-split checks."""
-
-    records: int = 0
-    rows: int = 0
-    dtype: np.dtype | None = None
-    dim: int | None = None
-    first_index: int | None = None  # of the first decoded record (split-relative)
-    first_offset: int | None = None
-    decode_skipped: list[str] = field(default_factory=list)
-
-
-def _consume(
-    records: Iterable[tuple[int, int, memoryview]],
-    source: str,
-    options: ExtractOptions,
-    encoder: RowEncoder,
-    emit: Callable[[np.ndarray, list[str]], None],
-    stats: _Stats,
-) -> None:
-    """Decode A2O records into ``emit(block [rows, D], encoded metadata rows)``.
-
-    The same per-record steps and errors as :func:`.extract.extract_shard`.
-    """
-    for index, offset, view in records:
-        try:
-            rec = decode_a2o_record(view)
-        except DecodeError as exc:
-            exc.located(path=source, index=index, offset=offset)
-            if options.on_corrupt == "skip":
-                stats.decode_skipped.append(str(exc))
-                continue
-            raise
-        except SchemaError as exc:
-            raise exc.located(path=source, index=index, offset=offset)
-        emb = rec.embedding
-        block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
-        if stats.dtype is None:
-            stats.dtype, stats.dim = block.dtype, int(block.shape[1])
-            stats.first_index, stats.first_offset = index, offset
-        elif block.dtype != stats.dtype or block.shape[1] != stats.dim:
-            raise SchemaError(
-                f"embedding is {block.dtype}[..., {block.shape[1]}] but earlier records are "
-                f"{stats.dtype}[..., {stats.dim}]",
-                path=source,
-                index=index,
-                offset=offset,
-            )
-        emit(block, encoder.rows(rec, index, offset))
-        stats.records += 1
-        stats.rows += int(block.shape[0])
-
-
-def _mismatch(stats: _Stats, dtype: np.dtype, dim: int, source: str, index_base: int) -> SchemaError:
+def _mismatch(stats: RecordStats, dtype: np.dtype, dim: int, source: str, index_base: int) -> SchemaError:
     return SchemaError(
         f"embedding is {stats.dtype}[..., {stats.dim}] but earlier records are {dtype}[..., {dim}]",
         path=source,
@@ -176,7 +121,7 @@ class _Part:
     """A split task's result: its boundary report, stats and part files."""
 
     report: SplitReport
-    stats: _Stats
+    stats: RecordStats
     unknown_site_rows: int
     npy_path: str | None
     json_path: str | None
@@ -225,7 +170,7 @@ def _split_task(
         size=size,
     )
     encoder = RowEncoder(sites, options, source)
-    stats = _Stats()
+    stats = RecordStats()
     npy_out = AtomicFile(fs, npy_path)
     json_out = AtomicFile(fs, json_path)
     error: TFRecordError | None = None
@@ -238,7 +183,7 @@ def _split_task(
             npy.write(block)
 
         try:
-            _consume(split, source, options, encoder, emit, stats)
+            consume_records(split, source, options, encoder, emit, stats)
         except TFRecordError as exc:
             error = exc
         if error is None:
@@ -391,26 +336,6 @@ def _default_client() -> "distributed.Client":
         ) from None
 
 
-def _make_options(
-    hop_seconds: float,
-    compression: str | None,
-    on_corrupt: str,
-    on_unknown_site: str,
-    max_record_bytes: int,
-    storage_options: dict | None,
-) -> ExtractOptions:
-    options = ExtractOptions(
-        hop_seconds=hop_seconds,
-        compression=compression,
-        on_corrupt=on_corrupt,
-        on_unknown_site=on_unknown_site,
-        max_record_bytes=max_record_bytes,
-        storage_options=dict(storage_options or {}),
-    )
-    options.validate()
-    return options
-
-
 def _splits_for(
     source: str, size: int | None, split_bytes: int | None, options: ExtractOptions
 ) -> list[tuple[int, int]] | None:
@@ -471,32 +396,16 @@ def extract(
 
     if split_bytes is not None and int(split_bytes) <= 0:
         raise ValueError(f"split_bytes must be a positive integer, not {split_bytes!r}")
-    options = _make_options(hop_seconds, compression, on_corrupt, on_unknown_site, max_record_bytes, storage_options)
+    options = ExtractOptions.build(
+        hop_seconds=hop_seconds, compression=compression, on_corrupt=on_corrupt,
+        on_unknown_site=on_unknown_site, max_record_bytes=max_record_bytes, storage_options=storage_options,
+    )
     started = time.perf_counter()
-    site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
-    fingerprint = _fingerprint(options, site_map)
-    files = expand_sources(sources, storage_options=storage_options)
-    stems: dict[str, str] = {}
-    for f in files:
-        stem = shard_stem(f)
-        if stem in stems:
-            raise ValueError(f"two shards would write the same outputs {stem!r}: {stems[stem]!r} and {f!r}")
-        stems[stem] = f
-    dest_url = os.fspath(dest)
-    fs, root = _root(dest_url, options)
-    fs.makedirs(root, exist_ok=True)
-    _remove_stale_tmp(fs, root)
+    job = plan_job(sources, dest, options, sites=sites, overwrite=overwrite)
+    fs, root, manifest, fingerprint, sizes, todo = job.fs, job.root, job.manifest, job.fingerprint, job.sizes, job.todo
+    dest_url, site_map, stems, already = job.dest_url, job.site_map, job.stems, job.already
     parts_root = f"{root}/{PARTS_DIR}"
     _rm_tree(fs, parts_root)  # parts of a killed run: stale
-    manifest = {"format": MANIFEST_FORMAT, "shards": {}} if overwrite else read_manifest(fs, root)
-    sizes = {f: _source_size(f, options.storage_options) for f in files}
-    todo, already = [], []
-    for stem, f in stems.items():
-        if not overwrite and _is_complete(fs, root, manifest["shards"].get(stem), f, sizes[f], fingerprint):
-            already.append(stem)
-        else:
-            manifest["shards"].pop(stem, None)
-            todo.append(f)
     workers = sum(client.nthreads().values()) or 1
     progress = _Progress(sum(sizes[f] or 0 for f in todo), len(todo), enabled=not quiet)
     run = uuid.uuid4().hex[:8]
@@ -626,7 +535,7 @@ class _Loaded:
     """A split's decoded records, in memory."""
 
     report: SplitReport
-    stats: _Stats
+    stats: RecordStats
     array: np.ndarray
     rows: list[str]
 
@@ -634,21 +543,21 @@ class _Loaded:
 def _collect(
     records: Iterable[tuple[int, int, memoryview]], source: str, options: ExtractOptions, sites: dict,
     dtype: np.dtype, dim: int,
-) -> tuple[np.ndarray, list[str], _Stats]:
+) -> tuple[np.ndarray, list[str], RecordStats]:
     blocks: list[np.ndarray] = []
     rows: list[str] = []
-    stats = _Stats()
+    stats = RecordStats()
 
     def emit(block: np.ndarray, encoded: list[str]) -> None:
         blocks.append(block.copy())  # the record's view dies with the next record
         rows.extend(encoded)
 
-    _consume(records, source, options, RowEncoder(sites, options, source), emit, stats)
+    consume_records(records, source, options, RowEncoder(sites, options, source), emit, stats)
     array = np.concatenate(blocks) if blocks else np.empty((0, dim), dtype=dtype)
     return array, rows, stats
 
 
-def _check_dtype(stats: _Stats, dtype: np.dtype, dim: int, source: str, index_base: int) -> None:
+def _check_dtype(stats: RecordStats, dtype: np.dtype, dim: int, source: str, index_base: int) -> None:
     if stats.dtype is not None and (stats.dtype != dtype or stats.dim != dim):
         raise _mismatch(stats, dtype, dim, source, index_base)
 
@@ -678,7 +587,7 @@ def _load_split(
     try:
         array, rows, stats = _collect(split, source, options, sites, dtype, dim)
     except TFRecordError as exc:  # real or not: the reconcile step decides
-        return _Loaded(split.report(exc), _Stats(), np.empty((0, dim), dtype=dtype), [])
+        return _Loaded(split.report(exc), RecordStats(), np.empty((0, dim), dtype=dtype), [])
     return _Loaded(split.report(), stats, array, rows)
 
 
@@ -798,7 +707,10 @@ def read_embeddings(
         raise ValueError(f"split_bytes must be a positive integer, not {split_bytes!r}")
     import dask.array as da
 
-    options = _make_options(hop_seconds, compression, on_corrupt, on_unknown_site, max_record_bytes, storage_options)
+    options = ExtractOptions.build(
+        hop_seconds=hop_seconds, compression=compression, on_corrupt=on_corrupt,
+        on_unknown_site=on_unknown_site, max_record_bytes=max_record_bytes, storage_options=storage_options,
+    )
     site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
     files = expand_sources(sources, storage_options=storage_options)
     dtype, dim, sample_rows = _first_record(files, options, site_map)

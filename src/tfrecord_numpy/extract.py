@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +105,63 @@ def decode_a2o_record(view: memoryview) -> A2ORecord:
     return A2ORecord(filename=filename, timestamp_s=np.float32(ts), embedding=embedding)
 
 
+@dataclass
+class RecordStats:
+    """What a run of records produced, for the manifest and cross-split checks."""
+
+    records: int = 0
+    rows: int = 0
+    dtype: np.dtype | None = None
+    dim: int | None = None
+    first_index: int | None = None  # of the first decoded record
+    first_offset: int | None = None
+    decode_skipped: list[str] = field(default_factory=list)
+
+
+def consume_records(
+    records: Iterable[tuple[int, int, memoryview]],
+    source: str,
+    options: "ExtractOptions",
+    encoder: "RowEncoder",
+    emit: Callable[[np.ndarray, list[str]], None],
+    stats: RecordStats,
+) -> None:
+    """Decode A2O records into ``emit(block [rows, D], encoded metadata rows)``.
+
+    The one per-record loop of the job (local shards, Dask shards and splits):
+    undecodable records are skipped or raised per ``on_corrupt``, every error
+    is located (file, record, offset), and all records must share one
+    embedding dtype and width.
+    """
+    for index, offset, view in records:
+        try:
+            rec = decode_a2o_record(view)
+        except DecodeError as exc:
+            exc.located(path=source, index=index, offset=offset)
+            if options.on_corrupt == "skip":
+                stats.decode_skipped.append(str(exc))
+                continue
+            raise
+        except SchemaError as exc:
+            raise exc.located(path=source, index=index, offset=offset)
+        emb = rec.embedding
+        block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
+        if stats.dtype is None:
+            stats.dtype, stats.dim = block.dtype, int(block.shape[1])
+            stats.first_index, stats.first_offset = index, offset
+        elif block.dtype != stats.dtype or block.shape[1] != stats.dim:
+            raise SchemaError(
+                f"embedding is {block.dtype}[..., {block.shape[1]}] but earlier records are "
+                f"{stats.dtype}[..., {stats.dim}]",
+                path=source,
+                index=index,
+                offset=offset,
+            )
+        emit(block, encoder.rows(rec, index, offset))
+        stats.records += 1
+        stats.rows += int(block.shape[0])
+
+
 # --------------------------------------------------------------------------- options
 
 
@@ -118,6 +175,13 @@ class ExtractOptions:
     on_unknown_site: str = "error"
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     storage_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, *, storage_options: dict | None = None, **kwargs: Any) -> "ExtractOptions":
+        """Options from the API's keywords, validated."""
+        options = cls(storage_options=dict(storage_options or {}), **kwargs)
+        options.validate()
+        return options
 
     def validate(self) -> None:
         if self.on_corrupt not in ON_CORRUPT:
@@ -226,41 +290,23 @@ def extract_shard(
     encoder = RowEncoder(sites, options, source)
     npy_out = AtomicFile(fs, npy_final)
     json_out = AtomicFile(fs, json_final)
-    records = 0
-    decode_skipped: list[str] = []
+    stats = RecordStats()
     last_pos = 0
+
+    def emit(block: np.ndarray, rows: list[str]) -> None:
+        nonlocal last_pos
+        meta.write_encoded(rows)
+        npy.write(block)
+        if progress is not None:
+            pos = opened.raw_position()
+            if pos > last_pos:
+                progress(pos - last_pos)
+                last_pos = pos
+
     try:
         npy = NpyStreamWriter(npy_out.f)
         meta = JsonArrayWriter(json_out.f)
-        for index, offset, view in iter_record_views(opened.stream, scanner):
-            try:
-                rec = decode_a2o_record(view)
-            except DecodeError as exc:
-                exc.located(path=source, index=index, offset=offset)
-                if options.on_corrupt == "skip":
-                    decode_skipped.append(str(exc))
-                    continue
-                raise
-            except SchemaError as exc:
-                raise exc.located(path=source, index=index, offset=offset)
-            emb = rec.embedding
-            block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
-            if npy.dtype is not None and (block.dtype != npy.dtype or block.shape[1] != npy.dim):
-                raise SchemaError(
-                    f"embedding is {block.dtype}[..., {block.shape[1]}] but earlier records are "
-                    f"{npy.dtype}[..., {npy.dim}]",
-                    path=source,
-                    index=index,
-                    offset=offset,
-                )
-            meta.write_encoded(encoder.rows(rec, index, offset))
-            npy.write(block)
-            records += 1
-            if progress is not None:
-                pos = opened.raw_position()
-                if pos > last_pos:
-                    progress(pos - last_pos)
-                    last_pos = pos
+        consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats)
         npy.close()
         meta.close()
         npy_out.commit()
@@ -274,11 +320,11 @@ def extract_shard(
     size = _source_size(source, options.storage_options)
     if progress is not None and size and size > last_pos:
         progress(size - last_pos)
-    skipped = [str(e) for e in scanner.skipped] + decode_skipped
+    skipped = [str(e) for e in scanner.skipped] + stats.decode_skipped
     return {
         "source": source,
         "source_size": size,
-        "records": records,
+        "records": stats.records,
         "rows": npy.rows,
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
@@ -429,6 +475,59 @@ class _Progress:
             self.bar.close()
 
 
+@dataclass
+class JobPlan:
+    """What a run must do: the shards, where they go, and which are already complete."""
+
+    options: ExtractOptions
+    site_map: dict
+    fingerprint: str
+    stems: dict[str, str]  # output stem -> source URL
+    fs: Any
+    root: str
+    dest_url: str
+    manifest: dict
+    sizes: dict[str, int | None]
+    todo: list[str]
+    already: list[str]
+
+
+def plan_job(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    options: ExtractOptions,
+    *,
+    sites: str | os.PathLike[str] | dict | None = None,
+    overwrite: bool = False,
+) -> JobPlan:
+    """Expand the sources, refuse clashing output names, clear stale temporaries,
+    and check (re-hash) which shards the manifest shows complete."""
+    storage_options = options.storage_options
+    site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
+    fingerprint = _fingerprint(options, site_map)
+    stems: dict[str, str] = {}
+    for f in expand_sources(sources, storage_options=storage_options):
+        stem = shard_stem(f)
+        if stem in stems:
+            raise ValueError(f"two shards would write the same outputs {stem!r}: {stems[stem]!r} and {f!r}")
+        stems[stem] = f
+    dest_url = os.fspath(dest)
+    fs, root = url_to_fs(dest_url, **storage_options)
+    root = root.rstrip("/") or "/"
+    fs.makedirs(root, exist_ok=True)
+    _remove_stale_tmp(fs, root)
+    manifest = {"format": MANIFEST_FORMAT, "shards": {}} if overwrite else read_manifest(fs, root)
+    sizes = {f: _source_size(f, storage_options) for f in stems.values()}
+    todo, already = [], []
+    for stem, f in stems.items():
+        if not overwrite and _is_complete(fs, root, manifest["shards"].get(stem), f, sizes[f], fingerprint):
+            already.append(stem)
+        else:
+            manifest["shards"].pop(stem, None)
+            todo.append(f)
+    return JobPlan(options, site_map, fingerprint, stems, fs, root, dest_url, manifest, sizes, todo, already)
+
+
 def extract(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     dest: str | os.PathLike[str],
@@ -452,39 +551,14 @@ def extract(
     by default the public A2O mapping shipped in the package.  ``workers``
     processes (default: the number of CPUs) take whole shards.
     """
-    options = ExtractOptions(
-        hop_seconds=hop_seconds,
-        compression=compression,
-        on_corrupt=on_corrupt,
-        on_unknown_site=on_unknown_site,
-        max_record_bytes=max_record_bytes,
-        storage_options=dict(storage_options or {}),
-    )
-    options.validate()
     started = time.perf_counter()
-    site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
-    fingerprint = _fingerprint(options, site_map)
-    files = expand_sources(sources, storage_options=storage_options)
-    stems: dict[str, str] = {}
-    for f in files:
-        stem = shard_stem(f)
-        if stem in stems:
-            raise ValueError(f"two shards would write the same outputs {stem!r}: {stems[stem]!r} and {f!r}")
-        stems[stem] = f
-    fs, root = url_to_fs(os.fspath(dest), **options.storage_options)
-    root = root.rstrip("/") or "/"
-    fs.makedirs(root, exist_ok=True)
-    dest_url = os.fspath(dest)
-    _remove_stale_tmp(fs, root)
-    manifest = {"format": MANIFEST_FORMAT, "shards": {}} if overwrite else read_manifest(fs, root)
-    sizes = {f: _source_size(f, options.storage_options) for f in files}
-    todo, already = [], []
-    for stem, f in stems.items():
-        if not overwrite and _is_complete(fs, root, manifest["shards"].get(stem), f, sizes[f], fingerprint):
-            already.append(stem)
-        else:
-            manifest["shards"].pop(stem, None)
-            todo.append(f)
+    options = ExtractOptions.build(
+        hop_seconds=hop_seconds, compression=compression, on_corrupt=on_corrupt,
+        on_unknown_site=on_unknown_site, max_record_bytes=max_record_bytes, storage_options=storage_options,
+    )
+    job = plan_job(sources, dest, options, sites=sites, overwrite=overwrite)
+    fs, root, manifest, fingerprint, sizes, todo = job.fs, job.root, job.manifest, job.fingerprint, job.sizes, job.todo
+    dest_url, site_map = job.dest_url, job.site_map
     if workers is None:
         workers = os.cpu_count() or 1
     workers = max(1, min(int(workers), len(todo) or 1))
@@ -519,7 +593,7 @@ def extract(
         progress.close()
     for fut in finishing:
         fut.result()  # surface any error from hashing / writing the manifest
-    summary = _summary(manifest, stems, todo, already, done_entries, time.perf_counter() - started, dest_url, workers)
+    summary = _summary(manifest, job.stems, todo, job.already, done_entries, time.perf_counter() - started, dest_url, workers)
     if summary_json is not None:
         with open(os.fspath(summary_json), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
@@ -614,13 +688,10 @@ def read_shard(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="tfrecord-numpy-") as tmp:
-        options = ExtractOptions(
-            hop_seconds=hop_seconds,
-            compression=compression,
-            on_unknown_site=on_unknown_site,
-            storage_options=dict(storage_options or {}),
+        options = ExtractOptions.build(
+            hop_seconds=hop_seconds, compression=compression, on_unknown_site=on_unknown_site,
+            storage_options=storage_options,
         )
-        options.validate()
         site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
         src = os.fspath(source)
         entry = extract_shard(src, tmp, options, site_map)
