@@ -24,7 +24,7 @@ from fsspec.core import url_to_fs
 
 from . import a2o
 from .errors import DecodeError, SchemaError, TFRecordError
-from .fastpath import FLOAT_LIST, BYTES_LIST, INT64_LIST, feature_spans, int64_values, packed_payload, single_bytes
+from .fastpath import a2o_fields, packed_int64s
 from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
 from .outputs import AtomicFile, JsonArrayWriter, NpyStreamWriter, is_tmp_name, sha256_of, write_json_atomic
 from .reader import iter_record_views
@@ -71,24 +71,13 @@ def _general_decode(payload: bytes) -> tuple[bytes, np.float32, bytes, np.ndarra
 def decode_a2o_record(view: memoryview) -> A2ORecord:
     """Decode one A2O/Perch Example; other features (logits heads) are ignored."""
     filename_b = ts = emb_bytes = declared = None
-    spans = feature_spans(view)
-    if spans is not None:
-        try:
-            k_ts, a_ts, b_ts = spans["timestamp_s"]
-            k_fn, a_fn, b_fn = spans["filename"]
-            k_em, a_em, b_em = spans["embedding"]
-            k_sh, a_sh, b_sh = spans["embedding_shape"]
-        except KeyError:
-            spans = None
-        else:
-            if (k_ts, k_fn, k_em, k_sh) == (FLOAT_LIST, BYTES_LIST, BYTES_LIST, INT64_LIST):
-                ts_payload = packed_payload(view, a_ts, b_ts)
-                filename_b = single_bytes(view, a_fn, b_fn)
-                emb_bytes = single_bytes(view, a_em, b_em)
-                shape_vals = int64_values(view, a_sh, b_sh)
-                if ts_payload is not None and len(ts_payload) == 4 and shape_vals is not None and len(shape_vals) == 3:
-                    ts = np.frombuffer(ts_payload, "<f4")[0]
-                    declared = np.array(shape_vals, dtype=np.int64)
+    fields = a2o_fields(view)
+    if fields is not None:
+        ts_payload, filename_b, emb_bytes, shape_payload = fields
+        shape_vals = packed_int64s(shape_payload)
+        if len(ts_payload) == 4 and shape_vals is not None and len(shape_vals) == 3:
+            ts = np.frombuffer(ts_payload, "<f4")[0]
+            declared = shape_vals
     if ts is None or filename_b is None or emb_bytes is None:
         filename_b, ts, emb_bytes, declared = _general_decode(bytes(view))
     embedding = parse_tensor(emb_bytes)

@@ -1,92 +1,106 @@
-"""The fast path: find a feature's bytes inside an Example without protobuf.
+"""The fast path: find the A2O features' bytes inside an Example without protobuf.
 
 An A2O record is an Example of four features; the embedding is a serialized
-TensorProto inside a BytesList.  Walking the handful of tags by hand gives the
-span of ``tensor_content`` inside the record buffer, so the embedding becomes
-an ``np.frombuffer`` view with no copy at all.  Anything unusual -- a
-duplicate key, an unknown field, unpacked lists, a Feature with two kinds --
-returns ``None`` and the caller takes the general (TensorFlow-semantics) path.
+TensorProto inside a BytesList.  One pass over the handful of tags gives the
+span of each feature's value inside the record buffer, so the embedding
+becomes an ``np.frombuffer`` view with no copy at all.
+
+Anything unusual -- a duplicate key, an unknown field, unpacked lists, a
+Feature with two kinds, a padded (multi-byte) tag -- returns ``None`` and the
+caller takes the general path, which follows TensorFlow's own parser; the
+fuzzer holds the two paths to the same answers.  Tags are compared as single
+bytes, as TensorFlow's fast parser does.
 """
 
 from __future__ import annotations
 
-from . import _wire
+from ._wire import WireError
 
-BYTES_LIST, FLOAT_LIST, INT64_LIST = 1, 2, 3
+#: the features the notebook reads, with the one-byte tag of the list kind each must hold
+A2O_FEATURES = {b"timestamp_s": 0x12, b"filename": 0x0A, b"embedding": 0x0A, b"embedding_shape": 0x1A}
 
 
-def _fields(view: memoryview, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """``_wire.iter_fields`` limited to one-byte tags.
+def _length(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """A varint32 length at ``pos``; (value, next position)."""
+    result = shift = 0
+    while pos < end:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 28:
+            break
+    raise WireError("bad length")
 
-    TensorFlow's fast parser compares tags as single bytes (``0x0A``...), so a
-    padded tag such as ``8A 00`` is a field it skips or rejects; decoding it
-    here would give a value where the general path gives its answer.
+
+def a2o_fields(view: memoryview) -> tuple[memoryview, memoryview, memoryview, memoryview] | None:
+    """Views of (``timestamp_s`` packed floats, ``filename``, ``embedding`` TensorProto,
+    ``embedding_shape`` packed varints), or None when the record is unusual.
+
+    Other features (Perch logits heads such as ``nuisances``) are skipped
+    after checking their entry's framing; feature order does not matter.
     """
+    end = len(view)
+    found: dict[bytes, memoryview] = {}
+    try:
+        if end < 2 or view[0] != 0x0A:
+            return None
+        n, p = _length(view, 1, end)
+        if p + n != end:
+            return None
+        while p < end:
+            if view[p] != 0x0A:  # Features.feature (a map entry)
+                return None
+            n, p = _length(view, p + 1, end)
+            e_end = p + n
+            if e_end > end or p >= e_end or view[p] != 0x0A:  # entry.key
+                return None
+            n, q = _length(view, p + 1, e_end)
+            k_end = q + n
+            if k_end >= e_end or view[k_end] != 0x12:  # entry.value, the last field
+                return None
+            key = bytes(view[q:k_end])
+            n, q = _length(view, k_end + 1, e_end)
+            if q + n != e_end or q >= e_end:
+                return None
+            kind = view[q]  # the Feature's one field: its list
+            n, r = _length(view, q + 1, e_end)
+            if r + n != e_end:
+                return None
+            p = e_end
+            want = A2O_FEATURES.get(key)
+            if want is None:
+                continue
+            if kind != want or key in found or r >= e_end or view[r] != 0x0A:
+                return None
+            n, t = _length(view, r + 1, e_end)  # the list's one (packed) value field
+            if t + n != e_end:
+                return None
+            found[key] = view[t:e_end]
+    except WireError:
+        return None
+    if len(found) != 4:
+        return None
+    return found[b"timestamp_s"], found[b"filename"], found[b"embedding"], found[b"embedding_shape"]
+
+
+def packed_int64s(payload: memoryview) -> list[int] | None:
+    """The values of a packed int64 payload, or None if malformed."""
     out = []
-    pos = start
-    for f in _wire.iter_fields(view, start, end):
-        if view[pos] >= 0x80:
-            raise _wire.WireError("multi-byte tag")
-        out.append(f)
-        pos = f[3]  # the next field starts where this one's value ends
+    pos, end = 0, len(payload)
+    while pos < end:
+        result = shift = 0
+        while True:
+            if pos >= end or shift > 63:
+                return None
+            b = payload[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        result &= (1 << 64) - 1
+        out.append(result - (1 << 64) if result >= 1 << 63 else result)
     return out
-
-
-def feature_spans(view: memoryview) -> dict[str, tuple[int, int, int]] | None:
-    """``{name: (kind, start, end)}`` of each feature's list message, or None if unusual."""
-    out: dict[str, tuple[int, int, int]] = {}
-    try:
-        fields = _fields(view, 0, len(view))
-        if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):
-            return None if fields else out
-        _, _, fstart, fend = fields[0]
-        for field, wt, a, b in _fields(view, fstart, fend):
-            if field != 1 or wt != _wire.LEN:
-                return None
-            entry = _fields(view, a, b)
-            if len(entry) != 2 or entry[0][:2] != (1, _wire.LEN) or entry[1][:2] != (2, _wire.LEN):
-                return None
-            key = bytes(view[entry[0][2] : entry[0][3]]).decode("utf-8")
-            if key in out:
-                return None
-            kinds = _fields(view, entry[1][2], entry[1][3])
-            if len(kinds) != 1 or kinds[0][1] != _wire.LEN or kinds[0][0] not in (1, 2, 3):
-                return None
-            out[key] = (kinds[0][0], kinds[0][2], kinds[0][3])
-    except (_wire.WireError, UnicodeDecodeError):
-        return None
-    return out
-
-
-def single_bytes(view: memoryview, start: int, end: int) -> memoryview | None:
-    """The one value of a BytesList, as a view; None unless exactly one packed value."""
-    try:
-        fields = _fields(view, start, end)
-    except _wire.WireError:
-        return None
-    if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):
-        return None
-    return view[fields[0][2] : fields[0][3]]
-
-
-def packed_payload(view: memoryview, start: int, end: int) -> memoryview | None:
-    """The packed payload of a FloatList/Int64List (one LEN field 1), or None."""
-    if start == end:
-        return view[start:start]
-    try:
-        fields = _fields(view, start, end)
-    except _wire.WireError:
-        return None
-    if len(fields) != 1 or fields[0][:2] != (1, _wire.LEN):
-        return None
-    return view[fields[0][2] : fields[0][3]]
-
-
-def int64_values(view: memoryview, start: int, end: int) -> list[int] | None:
-    payload = packed_payload(view, start, end)
-    if payload is None:
-        return None
-    try:
-        return [_wire.to_int64(v) for v in _wire.read_packed_varints(payload, 0, len(payload))]
-    except _wire.WireError:
-        return None
