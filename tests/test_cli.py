@@ -80,9 +80,9 @@ def _run_on_pty(args: list[str]) -> tuple[int, str]:
     return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
 
 
-@pytest.mark.parametrize("quiet", [False, True])
-def test_progress_bar_on_a_terminal(tmp_path, quiet):
-    args = ["extract", *map(str, A2O_SHARDS), "--out", str(tmp_path), "--sites", str(SITES), "--workers", "1"]
+@pytest.mark.parametrize("quiet,workers", [(False, 1), (False, 2), (True, 1), (True, 2)])
+def test_progress_bar_on_a_terminal(tmp_path, quiet, workers):
+    args = ["extract", *map(str, A2O_SHARDS), "--out", str(tmp_path), "--sites", str(SITES), "--workers", str(workers)]
     code, screen = _run_on_pty(args + (["--quiet"] if quiet else []))
     assert code == 0
     if quiet:

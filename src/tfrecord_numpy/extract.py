@@ -317,9 +317,9 @@ def extract_shard(
         "rows": npy.rows,
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
-        # hashes are filled in by finalize_entry(), off the decoding path
-        "embeddings": {"path": f"embeddings/{stem}.npy", "bytes": fs.size(npy_final), "sha256": None},
-        "metadata": {"path": f"metadata/{stem}.json", "bytes": fs.size(json_final), "sha256": None},
+        # a hash still None is filled in by finalize_entry(), off the decoding path
+        "embeddings": {"path": f"embeddings/{stem}.npy", "bytes": fs.size(npy_final), "sha256": npy_out.sha256},
+        "metadata": {"path": f"metadata/{stem}.json", "bytes": fs.size(json_final), "sha256": meta.sha256},
         "skipped": {
             "corrupt_records": len(skipped),
             "errors": skipped[:100],
@@ -593,22 +593,15 @@ def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) 
     import threading
 
     ctx = _process_context()
-    queue = ctx.Queue()
-    stop = threading.Event()
+    queue = ctx.Queue() if progress.bar is not None else None  # byte counts from workers
 
     def drain() -> None:
-        import queue as _q
+        while (n := queue.get()) is not None:
+            progress.bytes(n)
 
-        while not stop.is_set():
-            try:
-                progress.bytes(queue.get(timeout=0.2))
-            except _q.Empty:
-                continue
-            except (EOFError, OSError):
-                return
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
+    t = threading.Thread(target=drain, daemon=True) if queue is not None else None
+    if t is not None:
+        t.start()
     first_error: BaseException | None = None
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)) as pool:
         pending = {pool.submit(_run_shard, f, dest_url, options, site_map) for f in todo}
@@ -624,8 +617,9 @@ def _run_parallel(todo, dest_url, options, site_map, workers, record, progress) 
                     continue
                 record(fut.result())
             pending = {p for p in pending if not p.cancelled()}
-    stop.set()
-    t.join(timeout=1)
+    if t is not None:
+        queue.put(None)  # wakes the drain thread at once
+        t.join(timeout=5)
     if first_error is not None:
         raise first_error
 

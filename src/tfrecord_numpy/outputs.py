@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import uuid
 from typing import Any
@@ -51,12 +50,22 @@ class AtomicFile:
             self._spool = tempfile.TemporaryFile(prefix="tfrecord-numpy-")
             self.f = self._spool
         self.done = False
+        #: the published bytes' sha256 when known without reading them back
+        self.sha256: str | None = None
 
     def commit(self) -> None:
-        """Flush, close and move into place."""
+        """Flush, close and move into place.
+
+        A spooled file is hashed (:attr:`sha256`) on its way up, so the
+        published object never has to be downloaded again to be hashed.
+        """
         if self._spool is not None:
             self._spool.seek(0)
-            shutil.copyfileobj(self._spool, self._remote, 8 << 20)
+            h = hashlib.sha256()
+            while chunk := self._spool.read(8 << 20):
+                h.update(chunk)
+                self._remote.write(chunk)
+            self.sha256 = h.hexdigest()
             self._spool.close()
         self._remote.close()
         self.fs.mv(self.tmp, self.final)
@@ -136,6 +145,7 @@ class JsonArrayWriter:
         self.count = 0
         self._parts: list[str] = []
         self._pending = 0
+        self._hash = hashlib.sha256()  # written strictly in order: hashed as it goes
 
     def write_encoded(self, encoded_rows: list[str]) -> None:
         """Append rows already encoded with ``json.dumps``."""
@@ -148,15 +158,23 @@ class JsonArrayWriter:
         if self._pending > 1 << 20:
             self.flush()
 
+    def _write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.f.write(data)
+
     def flush(self) -> None:
         if self._parts:
-            self.f.write("".join(self._parts).encode("utf-8"))
+            self._write("".join(self._parts).encode("utf-8"))
             self._parts.clear()
             self._pending = 0
 
     def close(self) -> None:
         self.flush()
-        self.f.write(b"]" if self.count else b"[]")
+        self._write(b"]" if self.count else b"[]")
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
 
 def sha256_of(fs: Any, path: str, block: int = 8 << 20) -> str:
