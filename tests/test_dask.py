@@ -300,3 +300,29 @@ def test_extract_with_cluster_scheduler_address(client, tmp_path):
                                        sites=SITES, quiet=True)
     assert summary["shards_extracted"] == 1 and summary["workers"] == 2
     assert distributed.default_client() is client  # the temporary client did not take over
+
+
+# --------------------------------------------------------------------------- sources on the GCS emulator
+
+
+from gcs_emulator import gcs_bucket, gcs_emulator  # noqa: E402,F401  (fixtures)
+
+
+@pytest.mark.parametrize("split_bytes", [None, 500_000])
+def test_gcs_sources_on_the_cluster_match_golden(client, gcs_emulator, gcs_bucket, tmp_path, split_bytes):  # noqa: F811
+    import fsspec
+
+    opts = gcs_emulator.storage_options
+    fs = fsspec.filesystem("gcs", **opts)
+    urls = []
+    for shard in A2O_SHARDS:
+        fs.pipe(f"{gcs_bucket}/dask/{shard.name}", shard.read_bytes())
+        urls.append(f"gs://{gcs_bucket}/dask/{shard.name}")
+    fs.invalidate_cache()
+    summary = tfd.extract(urls, tmp_path, client, sites=SITES, quiet=True, storage_options=opts,
+                          split_bytes=split_bytes)
+    assert summary["records"] == 13 and summary["shards_extracted"] == 3
+    for shard in A2O_SHARDS:
+        assert (tmp_path / "embeddings" / f"{shard.name}.npy").read_bytes() == (GOLDEN / f"{shard.name}.npy").read_bytes()
+        got = json.loads((tmp_path / "metadata" / f"{shard.name}.json").read_text())
+        assert got == json.loads((GOLDEN / f"{shard.name}.json").read_text())

@@ -430,3 +430,20 @@ def test_example_round_trip_check_covers_canonical_bytes() -> None:
     for s in fuzz_seeds.example_payloads():
         ft.t_example(s)
     assert encode_example(parse_example(_small_a2o())) == _small_a2o()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x08\x11\x12\x01\x12\x02", b"\x08\x02\x12\x01\x12\x02", b"\x08\x00\x12\x01\x12\n",
+     b"\x08\x01\x12\x04\x12\x09\x08\x01\x22\x00", b"\x08\x01\x12\x02\x12"],
+)
+def test_canonical_tensor_scan_stays_inside_the_shape(data: bytes) -> None:
+    """Found by the fuzzer: a dim that runs past the shape's end in the
+    one-pass layout read must fall back, never index past the buffer."""
+    from tfrecord_numpy.tensor import _canonical_tensor
+
+    assert _canonical_tensor(memoryview(data)) is None
+    try:
+        parse_tensor(data)
+    except TFRecordError:
+        pass
