@@ -473,3 +473,58 @@ def test_shard_names_that_would_escape_dest_are_refused(source):
 
     with pytest.raises(ValueError, match="usable output name"):
         shard_stem(source)
+
+
+# --------------------------------------------------------------------------- fast path == general path
+
+
+def _entry(key: bytes, feature: bytes) -> bytes:
+    body = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(feature)) + feature
+    return b"\x0a" + _varint(len(body)) + body
+
+
+def _feature(kind: int, payload: bytes) -> bytes:
+    inner = b"\x0a" + _varint(len(payload)) + payload  # the list's one value field
+    return bytes([kind]) + _varint(len(inner)) + inner
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    T=st.integers(1, 4), C=st.integers(1, 3), D=st.integers(1, 6),
+    dtype=st.sampled_from(["float32", "float16", "float64"]),
+    ts=st.floats(0, 1e6, width=32),
+    extra=st.lists(
+        st.tuples(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12), st.sampled_from([0x0A, 0x12, 0x1A]),
+                  st.binary(max_size=20)),
+        max_size=3, unique_by=lambda e: e[0],
+    ),
+    order=st.randoms(use_true_random=False),
+)
+def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, ts, extra, order):
+    from tfrecord_numpy.extract import _general_decode, decode_a2o_record
+    from tfrecord_numpy.fastpath import a2o_fields
+    from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
+
+    emb = np.arange(T * C * D, dtype=dtype).reshape(T, C, D)
+    name = b"site_0285/20201014T010000+1030_Arkaba-Dry-A_49500.flac"
+    shape = b"".join(_varint(d) for d in (T, C, D))
+    entries = [
+        _entry(b"embedding", _feature(0x0A, serialize_tensor(emb))),
+        _entry(b"filename", _feature(0x0A, name)),
+        _entry(b"timestamp_s", _feature(0x12, np.float32(ts).tobytes())),
+        _entry(b"embedding_shape", _feature(0x1A, shape)),
+    ]
+    entries += [_entry(k.encode(), _feature(kind, payload)) for k, kind, payload in extra
+                if k not in ("embedding", "filename", "timestamp_s", "embedding_shape")]
+    order.shuffle(entries)
+    features = b"".join(entries)
+    record = b"\x0a" + _varint(len(features)) + features
+    assert a2o_fields(memoryview(record)) is not None  # the fast path is taken
+    fast = decode_a2o_record(memoryview(record))
+    filename, g_ts, g_emb, g_shape = _general_decode(record)
+    general = parse_tensor(g_emb)
+    assert fast.filename.encode() == bytes(filename) == name
+    assert np.float32(fast.timestamp_s).tobytes() == np.float32(g_ts).tobytes() == np.float32(ts).tobytes()
+    assert fast.embedding.dtype == general.dtype == emb.dtype
+    assert fast.embedding.shape == general.shape == emb.shape == tuple(g_shape)
+    assert fast.embedding.tobytes() == general.tobytes() == emb.tobytes()
