@@ -528,3 +528,37 @@ def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, 
     assert fast.embedding.dtype == general.dtype == emb.dtype
     assert fast.embedding.shape == general.shape == emb.shape == tuple(g_shape)
     assert fast.embedding.tobytes() == general.tobytes() == emb.tobytes()
+
+
+@pytest.mark.parametrize("name,on_corrupt", [("payload_crc_flipped_r1", "skip"), ("trailing_garbage_5b", "skip")])
+def test_manifest_hashes_match_files_when_the_row_prediction_misses(tmp_path, name, on_corrupt):
+    """Rows are predicted from record prefixes so the .npy can be hashed while
+    written; when skipping makes the prediction wrong, the hash must still be
+    the file's own."""
+    import hashlib
+
+    bad = _corrupt_shard(tmp_path, name)
+    extract([bad], tmp_path / "o", sites=SITES, workers=1, quiet=True, on_corrupt=on_corrupt)
+    entry = json.loads((tmp_path / "o" / "manifest.json").read_text())["shards"][name]
+    for part in ("embeddings", "metadata"):
+        data = (tmp_path / "o" / entry[part]["path"]).read_bytes()
+        assert entry[part]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert entry[part]["bytes"] == len(data)
+
+
+def test_row_prediction_reads_record_prefixes_only():
+    from tfrecord_numpy.extract import ExtractOptions, _predict_rows
+    from tfrecord_numpy.storage import open_source
+
+    for shard in A2O_SHARDS:
+        opened = open_source(str(shard))
+        try:
+            got = _predict_rows(str(shard), opened, ExtractOptions(), shard.stat().st_size)
+        finally:
+            opened.close()
+        assert got == np.load(GOLDEN / f"{shard.name}.npy").shape[0]
+    opened = open_source(str(A2O_GZIP_SHARDS[0]))
+    try:  # compressed: no seeking into it, no prediction
+        assert _predict_rows(str(A2O_GZIP_SHARDS[0]), opened, ExtractOptions(), 1) is None
+    finally:
+        opened.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,9 +25,9 @@ from fsspec.core import url_to_fs
 
 from . import a2o
 from .errors import DecodeError, SchemaError, TFRecordError
-from .fastpath import a2o_fields, packed_int64s
-from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
-from .outputs import AtomicFile, JsonArrayWriter, NpyStreamWriter, is_tmp_name, sha256_of, write_json_atomic
+from .fastpath import a2o_fields, embedding_rows, packed_int64s
+from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, OVERHEAD_BYTES, RecordScanner
+from .outputs import AtomicFile, JsonArrayWriter, NpyStreamWriter, StreamHasher, is_tmp_name, sha256_of, write_json_atomic
 from .reader import iter_record_views
 from .storage import expand_sources, normalize_compression, open_source
 from .tensor import parse_tensor
@@ -277,10 +278,15 @@ def extract_shard(
         skip_corrupt=options.on_corrupt == "skip",
     )
     encoder = RowEncoder(sites, options, source)
+    size = _source_size(source, options.storage_options)
     npy_out = AtomicFile(fs, npy_final)
     json_out = AtomicFile(fs, json_final)
     stats = RecordStats()
     last_pos = 0
+    # with the row count known up front the .npy header is final at once, so
+    # the bytes are hashed as they are written (a spooled upload hashes itself)
+    rows_hint = None if npy_out.spooled else _predict_rows(source, opened, options, size)
+    hasher = StreamHasher() if rows_hint else None
 
     def emit(block: np.ndarray, rows: list[str]) -> None:
         nonlocal last_pos
@@ -292,21 +298,28 @@ def extract_shard(
                 progress(pos - last_pos)
                 last_pos = pos
 
+    npy_sha = None
     try:
-        npy = NpyStreamWriter(npy_out.f)
+        npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
         meta = JsonArrayWriter(json_out.f)
         consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats)
         npy.close()
         meta.close()
+        if hasher is not None:
+            if npy.header_rewritten:  # the prediction missed: hash after publishing
+                hasher.cancel()
+            else:
+                npy_sha = hasher.result()
         npy_out.commit()
         json_out.commit()
     except BaseException:
+        if hasher is not None:
+            hasher.cancel()
         npy_out.abort()
         json_out.abort()
         raise
     finally:
         opened.close()
-    size = _source_size(source, options.storage_options)
     if progress is not None and size and size > last_pos:
         progress(size - last_pos)
     skipped = [str(e) for e in scanner.skipped] + stats.decode_skipped
@@ -318,7 +331,9 @@ def extract_shard(
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
         # a hash still None is filled in by finalize_entry(), off the decoding path
-        "embeddings": {"path": f"embeddings/{stem}.npy", "bytes": fs.size(npy_final), "sha256": npy_out.sha256},
+        "embeddings": {
+            "path": f"embeddings/{stem}.npy", "bytes": fs.size(npy_final), "sha256": npy_out.sha256 or npy_sha,
+        },
         "metadata": {"path": f"metadata/{stem}.json", "bytes": fs.size(json_final), "sha256": meta.sha256},
         "skipped": {
             "corrupt_records": len(skipped),
@@ -328,6 +343,33 @@ def extract_shard(
         "unknown_site_rows": encoder.unknown_sites,
         "seconds": round(time.perf_counter() - started, 6),
     }
+
+
+def _predict_rows(source: str, opened: Any, options: ExtractOptions, size: int | None) -> int | None:
+    """The rows an uncompressed local shard will give, from the first bytes of
+    each record (a seek and a small read per record), or None if that does not
+    show plainly.  Only a hint: the real pass checks everything."""
+    from .remote import should_use_remote
+
+    if opened.compression is not None or not size or should_use_remote(source):
+        return None
+    fs, path = url_to_fs(source, **options.storage_options)
+    rows = pos = 0
+    with fs.open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(HEADER_BYTES + 256)
+            if len(head) < HEADER_BYTES:
+                return None
+            (length,) = struct.unpack_from("<Q", head)
+            if length > options.max_record_bytes or pos + OVERHEAD_BYTES + length > size:
+                return None
+            got = embedding_rows(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, 256)])
+            if got is None:
+                return None
+            rows += got
+            pos += OVERHEAD_BYTES + length
+    return rows
 
 
 def finalize_entry(fs: Any, root: str, entry: dict) -> dict:

@@ -104,3 +104,61 @@ def packed_int64s(payload: memoryview) -> list[int] | None:
         result &= (1 << 64) - 1
         out.append(result - (1 << 64) if result >= 1 << 63 else result)
     return out
+
+
+def embedding_rows(prefix: memoryview) -> int | None:
+    """``T * C`` of the A2O embedding, read from the first bytes of a record.
+
+    Walks the Example's entries that fit in ``prefix`` up to ``embedding``,
+    then that TensorProto's shape (which ``serialize_tensor`` writes before
+    the tensor bytes).  None when the prefix does not show it plainly.
+    """
+    end = len(prefix)
+    try:
+        if end < 2 or prefix[0] != 0x0A:
+            return None
+        _, p = _length(prefix, 1, end)
+        while p < end:
+            if prefix[p] != 0x0A:
+                return None
+            n, p = _length(prefix, p + 1, end)
+            e_end = p + n
+            if p >= end or prefix[p] != 0x0A:
+                return None
+            n, q = _length(prefix, p + 1, end)
+            key = bytes(prefix[q : q + n])
+            if key != b"embedding":
+                if e_end > end:
+                    return None
+                p = e_end
+                continue
+            q += n
+            # value (12), Feature.bytes_list (0A), BytesList.value (0A), then the TensorProto
+            for tag in (0x12, 0x0A, 0x0A):
+                if q >= end or prefix[q] != tag:
+                    return None
+                _, q = _length(prefix, q + 1, end)
+            if q + 4 > end or prefix[q] != 0x08 or prefix[q + 2] != 0x12:
+                return None
+            n, q = _length(prefix, q + 3, end)
+            shape_end = q + n
+            if shape_end > end:
+                return None
+            dims = []
+            while q < shape_end:
+                if prefix[q] != 0x12:
+                    return None
+                n, q = _length(prefix, q + 1, shape_end)
+                d_end = q + n
+                size = 0
+                if n:
+                    if prefix[q] != 0x08:
+                        return None
+                    size, q = _length(prefix, q + 1, d_end)
+                if q != d_end:
+                    return None
+                dims.append(size)
+            return dims[0] * dims[1] if len(dims) == 3 else None
+    except (WireError, IndexError):
+        return None
+    return None

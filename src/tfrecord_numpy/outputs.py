@@ -50,6 +50,7 @@ class AtomicFile:
             self._spool = tempfile.TemporaryFile(prefix="tfrecord-numpy-")
             self.f = self._spool
         self.done = False
+        self.spooled = self._spool is not None
         #: the published bytes' sha256 when known without reading them back
         self.sha256: str | None = None
 
@@ -94,13 +95,22 @@ class NpyStreamWriter:
     Bytes are identical to ``np.save`` of the whole array.  With no rows at
     all the file is ``np.save(path, [])`` (float64, shape ``(0,)``), which is
     what the notebook writes for an empty shard.
+
+    ``rows_hint``, when given, goes into the header from the start; if the
+    rows written match it, the header is final as soon as it is written (so
+    the file can be hashed while it grows) and :attr:`header_rewritten`
+    stays False.
     """
 
-    def __init__(self, f: Any) -> None:
+    def __init__(self, f: Any, rows_hint: int | None = None, hasher: StreamHasher | None = None) -> None:
         self.f = f
+        self.hasher = hasher  # fed every byte written, when the header is final from the start
         self.dtype: np.dtype | None = None
         self.dim: int | None = None
         self.rows = 0
+        self.rows_hint = rows_hint
+        self.bytes_written = 0
+        self.header_rewritten = False
         self._header_len = 0
 
     def _header(self, rows: int) -> bytes:
@@ -118,23 +128,71 @@ class NpyStreamWriter:
         """Append a ``[n, D]`` C-contiguous block (little-endian as stored)."""
         if self.dtype is None:
             self.dtype, self.dim = block.dtype, int(block.shape[1])
-            header = self._header(0)
+            header = self._header(self.rows_hint or 0)
             self._header_len = len(header)
             self.f.write(header)
-        self.f.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+            self.bytes_written += len(header)
+            if self.hasher is not None:
+                self.hasher.feed(header)
+        data = memoryview(np.ascontiguousarray(block)).cast("B")
+        self.f.write(data)
+        self.bytes_written += len(data)
+        if self.hasher is not None:
+            self.hasher.feed(data)
         self.rows += int(block.shape[0])
 
     def close(self) -> None:
         """Fix the header's row count (or write the empty-array file)."""
         if self.dtype is None:
+            self.header_rewritten = True
             np.save(self.f, np.array([]))
             return
+        if self.rows == self.rows_hint:
+            return  # the header written first is already right
         header = self._header(self.rows)
         if len(header) != self._header_len:  # pragma: no cover - numpy pads for growth
             raise RuntimeError("npy header length changed")
+        self.header_rewritten = True
         self.f.seek(0)
         self.f.write(header)
         self.f.seek(0, os.SEEK_END)
+
+
+class StreamHasher:
+    """sha256 of a byte stream, computed in a thread beside the writer.
+
+    The writer hands over each piece it writes (:meth:`feed`, a copy: the
+    caller's buffer is reused); ``hashlib`` releases the GIL, so hashing
+    overlaps decoding instead of re-reading the whole file afterwards.  The
+    queue is bounded, so a slow hasher holds back the writer rather than
+    letting memory grow.
+    """
+
+    def __init__(self, max_pending: int = 16) -> None:
+        import queue
+        import threading
+
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(max_pending)
+        self._thread = threading.Thread(target=self._run, name="tfrecord-numpy-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._hash.update(data)
+
+    def feed(self, data: bytes | memoryview) -> None:
+        self._queue.put(bytes(data))
+
+    def result(self) -> str:
+        """The hex digest of everything fed."""
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.hexdigest()
+
+    def cancel(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 class JsonArrayWriter:
