@@ -562,3 +562,22 @@ def test_row_prediction_reads_record_prefixes_only():
         assert _predict_rows(str(A2O_GZIP_SHARDS[0]), opened, ExtractOptions(), 1) is None
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("which", ["plain", "gzip", "float16", "empty"])
+def test_read_shard_equals_what_extract_writes(tmp_path, which):
+    if which == "plain":
+        src, sites = A2O_SHARDS[0], SITES
+    elif which == "gzip":
+        src, sites = A2O_GZIP_SHARDS[2], SITES  # no row prediction through gzip: the concatenating path
+    elif which == "float16":
+        src, sites = tmp_path / "f16", None
+        write_a2o_shard(src, 5, dims=16, dtype="float16", minutes_per_recording=2, last_windows=3)
+    else:
+        src, sites = _corrupt_shard(tmp_path, "empty"), SITES
+    emb, meta = read_shard(src, sites=sites)
+    extract([src], tmp_path / "o", sites=sites, workers=1, quiet=True)
+    stem = src.name.split(".")[0]
+    want = np.load(tmp_path / "o" / "embeddings" / f"{stem}.npy")
+    assert emb.dtype == want.dtype and emb.shape == want.shape and emb.tobytes() == want.tobytes()
+    assert meta == json.loads((tmp_path / "o" / "metadata" / f"{stem}.json").read_text())

@@ -709,21 +709,54 @@ def read_shard(
     on_unknown_site: str = "error",
     storage_options: dict | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use."""
-    import tempfile
+    """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use.
 
-    with tempfile.TemporaryDirectory(prefix="tfrecord-numpy-") as tmp:
-        options = ExtractOptions.build(
-            hop_seconds=hop_seconds, compression=compression, on_unknown_site=on_unknown_site,
-            storage_options=storage_options,
-        )
-        site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
-        src = os.fspath(source)
-        entry = extract_shard(src, tmp, options, site_map)
-        emb = np.load(os.path.join(tmp, entry["embeddings"]["path"]))
-        with open(os.path.join(tmp, entry["metadata"]["path"]), encoding="utf-8") as f:
-            meta = json.load(f)
-    return emb, meta
+    The same values the job writes to ``<stem>.npy`` and ``<stem>.json``
+    (an empty shard gives the notebook's ``np.array([])``).  Where the row
+    count can be read off the records' first bytes (an uncompressed local
+    file), each record's rows are copied once, into one preallocated array.
+    """
+    options = ExtractOptions.build(
+        hop_seconds=hop_seconds, compression=compression, on_unknown_site=on_unknown_site,
+        storage_options=storage_options,
+    )
+    site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
+    src = os.fspath(source)
+    opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
+    try:
+        rows_hint = _predict_rows(src, opened, options, _source_size(src, options.storage_options))
+        scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=src)
+        encoder = RowEncoder(site_map, options, src)
+        stats = RecordStats()
+        blocks: list[np.ndarray] = []
+        texts: list[str] = []
+        out: np.ndarray | None = None
+        filled = 0
+
+        def emit(block: np.ndarray, rows: list[str]) -> None:
+            nonlocal out, filled
+            texts.extend(rows)
+            if rows_hint:
+                if out is None:
+                    out = np.empty((rows_hint, block.shape[1]), dtype=block.dtype)
+                if filled + len(block) <= rows_hint:
+                    out[filled : filled + len(block)] = block
+                    filled += len(block)
+                    return
+            blocks.append(block.copy())  # the view is only valid until the next record
+
+        consume_records(iter_record_views(opened.stream, scanner), src, options, encoder, emit, stats)
+    finally:
+        opened.close()
+    if out is not None and filled == rows_hint and not blocks:
+        emb = out
+    elif out is not None:
+        emb = np.concatenate([out[:filled], *blocks])
+    elif blocks:
+        emb = np.concatenate(blocks)
+    else:
+        emb = np.array([])  # what the notebook's np.save(path, []) holds
+    return emb, json.loads("[" + ", ".join(texts) + "]")
 
 
 __all__ = ["extract", "extract_shard", "read_shard", "decode_a2o_record", "shard_stem", "format_summary", "A2ORecord"]
