@@ -316,3 +316,11 @@ def test_record_too_large_limit_is_configurable(tmp_path):
     with pytest.raises(RecordTooLargeError, match="max_record_bytes=4096"):
         list(read_records(out, max_record_bytes=4096))
     assert list(read_records(out, max_record_bytes=5000)) == [b"x" * 5000]
+
+
+def test_a_callers_file_object_is_not_closed():
+    gz = A2O_GZIP_SHARDS[0].read_bytes()
+    for data in (gz, A2O_SHARDS[0].read_bytes()):
+        f = io.BytesIO(data)
+        assert len(list(read_records(f))) == 5
+        assert not f.closed

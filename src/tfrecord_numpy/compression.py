@@ -37,8 +37,10 @@ class DecompressingReader(io.RawIOBase):
         *,
         input_chunk: int = DEFAULT_INPUT_CHUNK,
         name: str | None = None,
+        close_raw: bool = True,
     ) -> None:
         super().__init__()
+        self._close_raw = close_raw
         if compression not in _WBITS:
             raise ValueError(f"unknown compression {compression!r}")
         self._raw = raw
@@ -130,6 +132,7 @@ class DecompressingReader(io.RawIOBase):
 
     def close(self) -> None:
         try:
-            self._raw.close()
+            if self._close_raw:
+                self._raw.close()
         finally:
             super().close()

@@ -53,10 +53,11 @@ def source_name(source: Any) -> str | None:
 class _Prefixed(io.RawIOBase):
     """A stream that first replays ``head`` (bytes already read to sniff it)."""
 
-    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+    def __init__(self, head: bytes, raw: BinaryIO, *, close_raw: bool = True) -> None:
         super().__init__()
         self._head = memoryview(head)
         self._raw = raw
+        self._close_raw = close_raw
         self.name = getattr(raw, "name", None)
 
     def tell(self) -> int:
@@ -91,7 +92,8 @@ class _Prefixed(io.RawIOBase):
 
     def close(self) -> None:
         try:
-            self._raw.close()
+            if self._close_raw:
+                self._raw.close()
         finally:
             super().close()
 
@@ -176,13 +178,12 @@ def open_source(
                 head = bytes(head)
             if head == GZIP_MAGIC:
                 compression = "gzip"
-            raw = _Prefixed(head, raw)
+            raw = _Prefixed(head, raw, close_raw=owned)
     stream = raw
     if compression is not None:
-        stream = DecompressingReader(raw, compression, name=name)
-    return OpenedSource(
-        stream=stream, name=name, compression=compression, owned=owned or stream is not raw, raw=raw
-    )
+        stream = DecompressingReader(raw, compression, name=name, close_raw=owned)
+    # a caller's file object stays the caller's: we close only what we opened
+    return OpenedSource(stream=stream, name=name, compression=compression, owned=owned, raw=raw)
 
 
 def expand_sources(
