@@ -675,3 +675,7 @@ def test_extract_reexported_whatever_the_import_order() -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     subprocess.run([sys.executable, "-c", code.replace("extract as e, tfrecord_numpy.a2o as a", "a2o as a, tfrecord_numpy.extract as e")], check=True, timeout=60)
+
+
+def test_metadata_columns_are_the_notebooks_keys() -> None:
+    assert a2o.METADATA_COLUMNS == tuple(KEYS)

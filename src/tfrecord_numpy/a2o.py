@@ -98,6 +98,18 @@ NOTEBOOK_FILENAME_PATTERN = (
 
 #: Where the notebook's mapping came from (``items=500`` holds every site).
 DEFAULT_SITES_API_URL = "https://api.acousticobservatory.org/sites?direction=asc&items=500"
+#: the keys of a metadata row, in the notebook's order
+METADATA_COLUMNS = (
+    "file_timestamp",
+    "file_seconds_since_midnight",
+    "recording_offset_in_file",
+    "channel_index",
+    "site_id",
+    "site_name",
+    "subsite_name",
+    "file_seq_id",
+    "filename",
+)
 
 #: The public mapping shipped with the package (developmentseed/bioacoustics-api,
 #: MIT): 340 keys ``"<site>-<subsite>"`` -> A2O "Point ID" strings.

@@ -81,18 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["extract", "extract_with_cluster", "read_embeddings", "METADATA_COLUMNS"]
 
 PARTS_DIR = ".parts"
-#: the metadata row keys, in the notebook's order
-METADATA_COLUMNS = (
-    "file_timestamp",
-    "file_seconds_since_midnight",
-    "recording_offset_in_file",
-    "channel_index",
-    "site_id",
-    "site_name",
-    "subsite_name",
-    "file_seq_id",
-    "filename",
-)
+METADATA_COLUMNS = a2o.METADATA_COLUMNS
 _COPY_BYTES = 8 << 20
 
 
