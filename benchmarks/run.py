@@ -253,6 +253,21 @@ def bench_decode(inp: Input, out: np.ndarray) -> int:
     return n
 
 
+def bench_direct(inp: Input, out: np.ndarray) -> int:
+    """(c) ``direct.iter_a2o_into``: each record's tensor bytes ``readinto`` ``out`` itself
+    (what ``a2o.read_shard`` does for an uncompressed local shard)."""
+    from tfrecord_numpy.direct import iter_a2o_into
+
+    opened = open_source(str(inp.path))
+    n = 0
+    try:
+        for n, _ in enumerate(iter_a2o_into(opened.stream, out, path=opened.name), 1):
+            pass
+    finally:
+        opened.close()
+    return n
+
+
 def _tensor_array(tp, tensor_pb2, types_pb2) -> np.ndarray:
     assert tp.dtype == types_pb2.DT_FLOAT
     shape = [d.size for d in tp.tensor_shape.dim]
@@ -841,6 +856,8 @@ def summary_table(files, all_results, gz, gres, rss_inputs, rss, mrows, fp) -> l
     row("(c) decode into a preallocated array: MB/s (× limit)",
         lambda res: f"{mbs(res['decode'])} ({x(res['decode'], res['limit'])})")
     row("(c) … records/s", lambda res: f"{res['decode'].rec_s:,.0f}")
+    row("(c) tensor bytes read straight into the array (`read_shard`'s path): MB/s (× limit)",
+        lambda res: f"{mbs(res['decode direct'])} ({x(res['decode direct'], res['limit'])})")
     row("(c) … × protobuf `Example`+`TensorProto` peer", lambda res: fmt_ratio(res["decode"], res["peer decode protobuf"]))
     row("(c) … × `tfrecord.tfrecord_loader` peer",
         lambda res: fmt_ratio(res["decode"], res["peer decode tfrecord_loader"]) or "n/a")
@@ -1003,6 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         if have_tfrecord:
             benches.append(("peer tfrecord_iterator", bench_tfrecord_iterator))
         benches.append(("decode", lambda i, out=out: bench_decode(i, out)))
+        benches.append(("decode direct", lambda i, out=out: bench_direct(i, out)))
         benches.append(("peer decode protobuf", lambda i, out=out: bench_protobuf_peer(i, out)))
         if have_tfrecord:
             benches.append(("peer decode tfrecord_loader", lambda i, out=out: bench_tfrecord_loader_peer(i, out)))
@@ -1049,6 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
             ("peer: `tfrecord.reader.tfrecord_iterator` (no CRC checks)", it, xl(it), ""),
             ("(c) decode: `iter_record_views` + `decode_a2o_record` → prealloc", res["decode"], xl(res["decode"]),
              vs(res["decode"], ("protobuf", pbp), ("tfrecord_loader", tfl), ("tensorflow", tfp))),
+            ("(c) direct: tensor bytes `readinto` the array (`direct.iter_a2o_into`)", res["decode direct"],
+             xl(res["decode direct"]), vs(res["decode direct"], ("protobuf", pbp), ("tfrecord_loader", tfl))),
             ("peer: our framing + protobuf `Example` + `TensorProto` + `np.frombuffer` → prealloc", pbp, xl(pbp), ""),
             *([("peer: the same, re-parsing into one reused message pair (`ParseFromString`)",
                 res["peer decode protobuf reuse"], xl(res["peer decode protobuf reuse"]), "")] if args.pb_reuse else []),
@@ -1150,9 +1170,8 @@ def main(argv: list[str] | None = None) -> int:
            "(after an untimed `sync`); "
            "the worker pool's start-up is included. *cores busy* = machine-wide busy CPU seconds (`/proc/stat`, all "
            "processes, so other jobs count too) per wall second, over all runs. *Σ shard s* = the sum of the "
-           "shards' own times from the manifest (decode + write + publish, not the sha256 of the `.npy`, which "
-           "a worker computes after publishing it, or with workers=1 a finisher thread overlapping the next "
-           "shard), median. The last input (one record per "
+           "shards' own times from the manifest (decode + write + publish; the `.npy` is hashed by a thread "
+           "while it is written when its rows can be predicted, as here), median. The last input (one record per "
            "shard) shows the fixed cost of starting the worker pool.", "",
            "| input | MB | workers=1 s (min-max) | MB/s | cores busy | Σ shard s | workers=2 s (min-max) | MB/s | "
            "cores busy | Σ shard s | speedup |",

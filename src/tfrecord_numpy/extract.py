@@ -722,41 +722,57 @@ def read_shard(
     )
     site_map = sites if isinstance(sites, dict) else a2o.load_site_mapping(sites, storage_options=storage_options)
     src = os.fspath(source)
+    direct = _read_shard_direct(src, options, site_map)
+    if direct is not None:
+        return direct
     opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
     try:
-        rows_hint = _predict_rows(src, opened, options, _source_size(src, options.storage_options))
         scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=src)
         encoder = RowEncoder(site_map, options, src)
-        stats = RecordStats()
         blocks: list[np.ndarray] = []
         texts: list[str] = []
-        out: np.ndarray | None = None
-        filled = 0
 
         def emit(block: np.ndarray, rows: list[str]) -> None:
-            nonlocal out, filled
             texts.extend(rows)
-            if rows_hint:
-                if out is None:
-                    out = np.empty((rows_hint, block.shape[1]), dtype=block.dtype)
-                if filled + len(block) <= rows_hint:
-                    out[filled : filled + len(block)] = block
-                    filled += len(block)
-                    return
             blocks.append(block.copy())  # the view is only valid until the next record
 
-        consume_records(iter_record_views(opened.stream, scanner), src, options, encoder, emit, stats)
+        consume_records(iter_record_views(opened.stream, scanner), src, options, encoder, emit, RecordStats())
     finally:
         opened.close()
-    if out is not None and filled == rows_hint and not blocks:
-        emb = out
-    elif out is not None:
-        emb = np.concatenate([out[:filled], *blocks])
-    elif blocks:
-        emb = np.concatenate(blocks)
-    else:
-        emb = np.array([])  # what the notebook's np.save(path, []) holds
+    # an empty shard: what the notebook's np.save(path, []) holds
+    emb = np.concatenate(blocks) if blocks else np.array([])
     return emb, json.loads("[" + ", ".join(texts) + "]")
+
+
+def _read_shard_direct(src: str, options: ExtractOptions, site_map: dict) -> tuple[np.ndarray, list[dict]] | None:
+    """read_shard for an uncompressed local shard whose rows can be predicted:
+    the tensor bytes are read straight into one preallocated array.  None
+    (nothing done) where that does not apply or a record does not fit."""
+    from .direct import DoesNotFit, first_layout, iter_a2o_into
+
+    opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
+    try:
+        rows = _predict_rows(src, opened, options, _source_size(src, options.storage_options))
+        layout = first_layout(src, options.storage_options) if rows else None
+        if layout is None:
+            return None
+        out = np.empty((rows, layout.shape[2]), dtype=layout.dtype)
+        encoder = RowEncoder(site_map, options, src)
+        texts: list[str] = []
+        filled = 0
+        try:
+            for index, offset, rec, row in iter_a2o_into(
+                opened.stream, out, path=src, max_record_bytes=options.max_record_bytes
+            ):
+                texts.extend(encoder.rows(rec, index, offset))
+                filled = row + rec.embedding.shape[0] * rec.embedding.shape[1]
+        except DoesNotFit:
+            return None
+    finally:
+        opened.close()
+    if filled != rows:
+        return None
+    return out, json.loads("[" + ", ".join(texts) + "]")
 
 
 __all__ = ["extract", "extract_shard", "read_shard", "decode_a2o_record", "shard_stem", "format_summary", "A2ORecord"]

@@ -35,6 +35,44 @@ def _length(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     raise WireError("bad length")
 
 
+def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryview]) -> bool:
+    """Collect the A2O features among the map entries in ``view[p:end]`` into
+    ``found`` (key -> the list's packed value); False when anything is unusual."""
+    try:
+        while p < end:
+            if view[p] != 0x0A:  # Features.feature (a map entry)
+                return False
+            n, p = _length(view, p + 1, end)
+            e_end = p + n
+            if e_end > end or p >= e_end or view[p] != 0x0A:  # entry.key
+                return False
+            n, q = _length(view, p + 1, e_end)
+            k_end = q + n
+            if k_end >= e_end or view[k_end] != 0x12:  # entry.value, the last field
+                return False
+            key = bytes(view[q:k_end])
+            n, q = _length(view, k_end + 1, e_end)
+            if q + n != e_end or q >= e_end:
+                return False
+            kind = view[q]  # the Feature's one field: its list
+            n, r = _length(view, q + 1, e_end)
+            if r + n != e_end:
+                return False
+            p = e_end
+            want = A2O_FEATURES.get(key)
+            if want is None:
+                continue
+            if kind != want or key in found or r >= e_end or view[r] != 0x0A:
+                return False
+            n, t = _length(view, r + 1, e_end)  # the list's one (packed) value field
+            if t + n != e_end:
+                return False
+            found[key] = view[t:e_end]
+    except WireError:
+        return False
+    return True
+
+
 def a2o_fields(view: memoryview) -> tuple[memoryview, memoryview, memoryview, memoryview] | None:
     """Views of (``timestamp_s`` packed floats, ``filename``, ``embedding`` TensorProto,
     ``embedding_shape`` packed varints), or None when the record is unusual.
@@ -50,38 +88,9 @@ def a2o_fields(view: memoryview) -> tuple[memoryview, memoryview, memoryview, me
         n, p = _length(view, 1, end)
         if p + n != end:
             return None
-        while p < end:
-            if view[p] != 0x0A:  # Features.feature (a map entry)
-                return None
-            n, p = _length(view, p + 1, end)
-            e_end = p + n
-            if e_end > end or p >= e_end or view[p] != 0x0A:  # entry.key
-                return None
-            n, q = _length(view, p + 1, e_end)
-            k_end = q + n
-            if k_end >= e_end or view[k_end] != 0x12:  # entry.value, the last field
-                return None
-            key = bytes(view[q:k_end])
-            n, q = _length(view, k_end + 1, e_end)
-            if q + n != e_end or q >= e_end:
-                return None
-            kind = view[q]  # the Feature's one field: its list
-            n, r = _length(view, q + 1, e_end)
-            if r + n != e_end:
-                return None
-            p = e_end
-            want = A2O_FEATURES.get(key)
-            if want is None:
-                continue
-            if kind != want or key in found or r >= e_end or view[r] != 0x0A:
-                return None
-            n, t = _length(view, r + 1, e_end)  # the list's one (packed) value field
-            if t + n != e_end:
-                return None
-            found[key] = view[t:e_end]
     except WireError:
         return None
-    if len(found) != 4:
+    if not walk_entries(view, p, end, found) or len(found) != 4:
         return None
     return found[b"timestamp_s"], found[b"filename"], found[b"embedding"], found[b"embedding_shape"]
 

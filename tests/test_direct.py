@@ -1,0 +1,122 @@
+"""Embeddings read straight into the output array: same answers as the general path."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import A2O_SHARDS, CORRUPT
+from test_extract import _entry, _feature, _varint
+from tfrecord_numpy import CorruptRecordError, TruncatedRecordError, read_records, write_records
+from tfrecord_numpy.direct import DoesNotFit, iter_a2o_into
+from tfrecord_numpy.extract import decode_a2o_record
+from tfrecord_numpy.synth import iter_a2o_records
+from tfrecord_numpy.tensor import serialize_tensor
+
+
+def _general(records: list[bytes]):
+    return [decode_a2o_record(memoryview(r)) for r in records]
+
+
+def _direct(records: list[bytes], out: np.ndarray | None = None):
+    want = _general(records)
+    if out is None:
+        rows = sum(r.embedding.shape[0] * r.embedding.shape[1] for r in want)
+        out = np.zeros((rows, want[0].embedding.shape[2]), want[0].embedding.dtype)
+    blob = io.BytesIO()
+    write_records(blob, records)
+    got = [(rec, row) for _, _, rec, row in iter_a2o_into(io.BytesIO(blob.getvalue()), out)]
+    return want, got, out
+
+
+def _assert_same(want, got, out):
+    assert len(want) == len(got)
+    row = 0
+    for w, (g, first) in zip(want, got):
+        assert first == row
+        assert g.filename == w.filename
+        assert np.float32(g.timestamp_s).tobytes() == np.float32(w.timestamp_s).tobytes()
+        assert g.embedding.dtype == w.embedding.dtype and g.embedding.shape == w.embedding.shape
+        assert g.embedding.tobytes() == w.embedding.tobytes()
+        assert np.shares_memory(g.embedding, out)
+        row += w.embedding.shape[0] * w.embedding.shape[1]
+    assert row == len(out)
+
+
+@pytest.mark.parametrize("shard", A2O_SHARDS, ids=lambda p: p.name)
+def test_corpus(shard):
+    _assert_same(*_direct(list(read_records(shard))))
+
+
+def test_float16_short_minutes_and_logits_heads():
+    recs = list(iter_a2o_records(7, dims=24, dtype="float16", minutes_per_recording=3, last_windows=2, nuisances=True))
+    _assert_same(*_direct(recs))
+
+
+def _record(emb, ts=60.0, name=b"20201014T010000+1030_Arkaba-Dry-A_49500.flac", order=(0, 1, 2, 3), unpacked_ts=False):
+    shape = b"".join(_varint(d) for d in emb.shape)
+    ts_feature = (b"\x12" + _varint(5) + b"\x0d" + np.float32(ts).tobytes()) if unpacked_ts else _feature(0x12, np.float32(ts).tobytes())
+    entries = [
+        _entry(b"embedding_shape", _feature(0x1A, shape)),
+        _entry(b"embedding", _feature(0x0A, serialize_tensor(emb))),
+        _entry(b"filename", _feature(0x0A, name)),
+        _entry(b"timestamp_s", ts_feature),
+    ]
+    body = b"".join(entries[i] for i in order)
+    return b"\x0a" + _varint(len(body)) + body
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    T=st.integers(1, 5), C=st.integers(1, 4), D=st.integers(1, 40),
+    dtype=st.sampled_from(["float32", "float16", "float64"]),
+    order=st.permutations([0, 1, 2, 3]),
+    unpacked=st.booleans(),
+    n=st.integers(1, 4),
+)
+def test_any_layout_gives_the_general_answer(T, C, D, dtype, order, unpacked, n):
+    recs = [_record(np.arange(T * C * D, dtype=dtype).reshape(T, C, D) + i, ts=60.0 * i, order=tuple(order),
+                    unpacked_ts=unpacked) for i in range(n)]
+    _assert_same(*_direct(recs))
+
+
+def _damaged(offset_in_record1: int) -> bytes:
+    recs = list(read_records(A2O_SHARDS[0]))[:3]
+    blob = io.BytesIO()
+    write_records(blob, recs)
+    data = bytearray(blob.getvalue())
+    data[len(recs[0]) + 16 + offset_in_record1] ^= 0x01
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where,which", [(3, "length"), (12 + 500, "data"), (12 + 307_000, "data"), (12 + 307_370, "data")])
+def test_damage_anywhere_is_found(where, which):
+    out = np.zeros((180, 1280), np.float32)
+    got = []
+    with pytest.raises(CorruptRecordError) as info:
+        for index, offset, rec, row in iter_a2o_into(io.BytesIO(_damaged(where)), out, path="x"):
+            got.append(index)
+    assert got == [0] and info.value.index == 1 and info.value.offset == 307390 and info.value.which == which
+
+
+@pytest.mark.parametrize("name", ["truncated_in_payload_r1", "truncated_in_header_r1", "trailing_garbage_5b"])
+def test_truncation_is_found(name):
+    out = np.zeros((180, 1280), np.float32)
+    with pytest.raises(TruncatedRecordError) as info:
+        for _ in iter_a2o_into(io.BytesIO((CORRUPT / name).read_bytes()), out, path=name):
+            pass
+    assert info.value.offset in (307390, 614780)
+
+
+def test_a_record_that_does_not_fit_is_refused_before_writing():
+    recs = list(read_records(A2O_SHARDS[0]))
+    with pytest.raises(DoesNotFit):
+        _direct(recs, out=np.zeros((300, 1280), np.float16))
+    out = np.full((100, 1280), 7, np.float32)  # room for one record of 60 rows, not two
+    with pytest.raises(DoesNotFit):
+        _direct(recs, out=out)
+    assert np.all(out[60:] == 7)
