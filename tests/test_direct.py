@@ -120,3 +120,38 @@ def test_a_record_that_does_not_fit_is_refused_before_writing():
     with pytest.raises(DoesNotFit):
         _direct(recs, out=out)
     assert np.all(out[60:] == 7)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_damaged_streams_end_in_our_errors_or_the_general_answer(data):
+    """Random bit flips and cuts: an error of ours (or DoesNotFit), or the same
+    records the general reader + decoder give for the same bytes."""
+    from tfrecord_numpy import TFRecordError
+
+    emb = np.arange(2 * 3 * 50, dtype=np.float32).reshape(2, 3, 50)
+    recs = [_record(emb + i, ts=60.0 * i) for i in range(3)]
+    blob = io.BytesIO()
+    write_records(blob, recs)
+    raw = bytearray(blob.getvalue())
+    for _ in range(data.draw(st.integers(0, 3))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+    raw = bytes(raw[: data.draw(st.integers(0, len(raw)))])
+    out = np.zeros((18, 50), np.float32)
+    got, err = [], None
+    try:
+        for _, _, rec, _ in iter_a2o_into(io.BytesIO(raw), out):
+            got.append((rec.filename, np.float32(rec.timestamp_s).tobytes(), rec.embedding.tobytes()))
+    except (TFRecordError, DoesNotFit) as exc:
+        err = exc
+    want, want_err = [], None
+    try:
+        for r in read_records(io.BytesIO(raw), compression=None):
+            d = decode_a2o_record(memoryview(r))
+            want.append((d.filename, np.float32(d.timestamp_s).tobytes(), d.embedding.tobytes()))
+    except TFRecordError as exc:
+        want_err = exc
+    assert got == want[: len(got)]
+    if err is None:
+        assert want_err is None and got == want
