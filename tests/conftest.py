@@ -1,4 +1,4 @@
-"""Shared fixtures: the golden corpus copied into tests/data (never ../shared)."""
+"""Shared fixtures: the golden corpus, copied into tests/data so the project stands alone."""
 
 from __future__ import annotations
 

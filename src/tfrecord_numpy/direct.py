@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from ._wire import WireError
 from .errors import CorruptRecordError, RecordTooLargeError, SchemaError, TFRecordError, TruncatedRecordError
 from .extract import A2ORecord, decode_a2o_record
-from .fastpath import _length, packed_int64s, walk_entries
+from .fastpath import EmbeddingLayout, embedding_layout, packed_int64s, walk_entries
 from .framing import DEFAULT_MAX_RECORD_BYTES, FOOTER_BYTES, HEADER_BYTES, masked_crc
 from .storage import readinto
-from .tensor import numpy_dtype
 
 PREFIX_BYTES = 256
 _OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
@@ -38,83 +35,6 @@ class DoesNotFit(Exception):
     """A record's embedding does not fit the output array (the caller falls back)."""
 
 
-@dataclass
-class _Layout:
-    """Where the embedding's bytes sit in a record's payload."""
-
-    body_start: int  # the first map entry
-    entry_start: int  # the embedding's map entry
-    content_start: int
-    content_len: int
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-
-def embedding_layout(prefix: memoryview, length: int) -> _Layout | None:
-    """Find the embedding TensorProto's ``tensor_content`` from the first bytes of
-    a payload of ``length`` bytes; None unless laid out as ``serialize_tensor`` writes."""
-    end = len(prefix)
-    try:
-        if end < 2 or prefix[0] != 0x0A:
-            return None
-        n, p = _length(prefix, 1, end)
-        if p + n != length:
-            return None
-        body_start = p
-        while p < end:
-            entry_start = p
-            if prefix[p] != 0x0A:
-                return None
-            n, p = _length(prefix, p + 1, end)
-            entry_end = p + n
-            if p >= end or prefix[p] != 0x0A:
-                return None
-            n, q = _length(prefix, p + 1, end)
-            if prefix[q : q + n].tobytes() != b"embedding":
-                p = entry_end  # an entry before the embedding (embedding_shape, ...)
-                continue
-            q += n
-            ends = []
-            for tag in (0x12, 0x0A, 0x0A):  # entry.value, Feature.bytes_list, BytesList.value
-                if q >= end or prefix[q] != tag:
-                    return None
-                n, q = _length(prefix, q + 1, end)
-                ends.append(q + n)
-            if q + 5 > end or prefix[q] != 0x08 or prefix[q + 1] >= 0x80 or prefix[q + 2] != 0x12:
-                return None
-            dt = prefix[q + 1]
-            n, q = _length(prefix, q + 3, end)
-            shape_end = q + n
-            if shape_end + 2 > end:
-                return None
-            dims = []
-            while q < shape_end:
-                if prefix[q] != 0x12:
-                    return None
-                n, q = _length(prefix, q + 1, shape_end)
-                d_end, size = q + n, 0
-                if n:
-                    if prefix[q] != 0x08:
-                        return None
-                    size, q = _length(prefix, q + 1, d_end)
-                if q != d_end:
-                    return None
-                dims.append(size)
-            if prefix[q] != 0x22 or len(dims) != 3:
-                return None
-            n, q = _length(prefix, q + 1, end)
-            # the tensor bytes close the TensorProto, the BytesList, the Feature and the entry
-            if any(e != q + n for e in ends) or entry_end != q + n or entry_end > length:
-                return None
-            dtype = numpy_dtype(dt)
-            if dtype.kind not in "fiuc" or n != dims[0] * dims[1] * dims[2] * dtype.itemsize:
-                return None
-            return _Layout(body_start, entry_start, q, n, dtype, tuple(dims))
-    except (WireError, SchemaError, IndexError):
-        return None
-    return None
-
-
 def _decode(view: memoryview, where: dict) -> A2ORecord:
     try:
         return decode_a2o_record(view)
@@ -122,7 +42,7 @@ def _decode(view: memoryview, where: dict) -> A2ORecord:
         raise exc.located(**where)
 
 
-def _other_features(head: memoryview, layout: _Layout, tail: memoryview) -> A2ORecord | None:
+def _other_features(head: memoryview, layout: EmbeddingLayout, tail: memoryview) -> A2ORecord | None:
     """filename / timestamp_s / embedding_shape from the entries around the
     embedding's; None when they are not plainly there (the caller falls back)."""
     found: dict[bytes, memoryview] = {}
@@ -245,7 +165,7 @@ def iter_a2o_into(
         offset += HEADER_BYTES + length + FOOTER_BYTES
 
 
-def first_layout(source: str, storage_options: dict | None = None) -> _Layout | None:
+def first_layout(source: str, storage_options: dict | None = None) -> EmbeddingLayout | None:
     """The embedding layout of a file's first record (dtype, shape), if plain."""
     from fsspec.core import url_to_fs
 

@@ -364,7 +364,7 @@ def _predict_rows(source: str, opened: Any, options: ExtractOptions, size: int |
             (length,) = struct.unpack_from("<Q", head)
             if length > options.max_record_bytes or pos + OVERHEAD_BYTES + length > size:
                 return None
-            got = embedding_rows(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, 256)])
+            got = embedding_rows(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, 256)], length)
             if got is None:
                 return None
             rows += got

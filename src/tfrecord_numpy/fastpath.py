@@ -14,7 +14,13 @@ bytes, as TensorFlow's fast parser does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from ._wire import WireError
+from .errors import SchemaError
+from .tensor import numpy_dtype
 
 #: the features the notebook reads, with the one-byte tag of the list kind each must hold
 A2O_FEATURES = {b"timestamp_s": 0x12, b"filename": 0x0A, b"embedding": 0x0A, b"embedding_shape": 0x1A}
@@ -115,51 +121,61 @@ def packed_int64s(payload: memoryview) -> list[int] | None:
     return out
 
 
-def embedding_rows(prefix: memoryview) -> int | None:
-    """``T * C`` of the A2O embedding, read from the first bytes of a record.
+@dataclass
+class EmbeddingLayout:
+    """Where the embedding's bytes sit in a record's payload."""
 
-    Walks the Example's entries that fit in ``prefix`` up to ``embedding``,
-    then that TensorProto's shape (which ``serialize_tensor`` writes before
-    the tensor bytes).  None when the prefix does not show it plainly.
-    """
+    body_start: int  # the first map entry
+    entry_start: int  # the embedding's map entry
+    content_start: int
+    content_len: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
+    """Find the embedding TensorProto's ``tensor_content`` from the first bytes of
+    a payload of ``length`` bytes; None unless laid out as ``serialize_tensor`` writes."""
     end = len(prefix)
     try:
         if end < 2 or prefix[0] != 0x0A:
             return None
-        _, p = _length(prefix, 1, end)
+        n, p = _length(prefix, 1, end)
+        if p + n != length:
+            return None
+        body_start = p
         while p < end:
+            entry_start = p
             if prefix[p] != 0x0A:
                 return None
             n, p = _length(prefix, p + 1, end)
-            e_end = p + n
+            entry_end = p + n
             if p >= end or prefix[p] != 0x0A:
                 return None
             n, q = _length(prefix, p + 1, end)
-            key = bytes(prefix[q : q + n])
-            if key != b"embedding":
-                if e_end > end:
-                    return None
-                p = e_end
+            if prefix[q : q + n].tobytes() != b"embedding":
+                p = entry_end  # an entry before the embedding (embedding_shape, ...)
                 continue
             q += n
-            # value (12), Feature.bytes_list (0A), BytesList.value (0A), then the TensorProto
-            for tag in (0x12, 0x0A, 0x0A):
+            ends = []
+            for tag in (0x12, 0x0A, 0x0A):  # entry.value, Feature.bytes_list, BytesList.value
                 if q >= end or prefix[q] != tag:
                     return None
-                _, q = _length(prefix, q + 1, end)
-            if q + 4 > end or prefix[q] != 0x08 or prefix[q + 2] != 0x12:
+                n, q = _length(prefix, q + 1, end)
+                ends.append(q + n)
+            if q + 5 > end or prefix[q] != 0x08 or prefix[q + 1] >= 0x80 or prefix[q + 2] != 0x12:
                 return None
+            dt = prefix[q + 1]
             n, q = _length(prefix, q + 3, end)
             shape_end = q + n
-            if shape_end > end:
+            if shape_end + 2 > end:
                 return None
             dims = []
             while q < shape_end:
                 if prefix[q] != 0x12:
                     return None
                 n, q = _length(prefix, q + 1, shape_end)
-                d_end = q + n
-                size = 0
+                d_end, size = q + n, 0
                 if n:
                     if prefix[q] != 0x08:
                         return None
@@ -167,7 +183,22 @@ def embedding_rows(prefix: memoryview) -> int | None:
                 if q != d_end:
                     return None
                 dims.append(size)
-            return dims[0] * dims[1] if len(dims) == 3 else None
-    except (WireError, IndexError):
+            if prefix[q] != 0x22 or len(dims) != 3:
+                return None
+            n, q = _length(prefix, q + 1, end)
+            # the tensor bytes close the TensorProto, the BytesList, the Feature and the entry
+            if any(e != q + n for e in ends) or entry_end != q + n or entry_end > length:
+                return None
+            dtype = numpy_dtype(dt)
+            if dtype.kind not in "fiuc" or n != dims[0] * dims[1] * dims[2] * dtype.itemsize:
+                return None
+            return EmbeddingLayout(body_start, entry_start, q, n, dtype, tuple(dims))
+    except (WireError, SchemaError, IndexError):
         return None
     return None
+
+
+def embedding_rows(prefix: memoryview, length: int) -> int | None:
+    """``T * C`` of the A2O embedding of a ``length``-byte record, from its first bytes."""
+    layout = embedding_layout(prefix, length)
+    return None if layout is None else layout.shape[0] * layout.shape[1]
