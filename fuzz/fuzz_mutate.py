@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import struct
 
+from tfrecord_numpy._wire import encode_varint
 from tfrecord_numpy.framing import masked_crc
 
 _INTERESTING_BYTES = (0x00, 0x01, 0x02, 0x04, 0x07, 0x08, 0x0A, 0x0D, 0x10, 0x12, 0x1A, 0x22,
@@ -22,16 +23,7 @@ _INTERESTING_INTS = (0, 1, 2, 3, 4, 7, 8, 64, 127, 128, 255, 256, 4096, 65535, (
 
 def varint(v: int) -> bytes:
     """Base-128 varint of ``v`` taken as an unsigned 64-bit value."""
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return encode_varint(v)
 
 
 class Mutator:

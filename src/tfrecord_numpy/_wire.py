@@ -35,6 +35,20 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
             raise WireError("varint too long")
 
 
+def encode_varint(v: int) -> bytes:
+    """Base-128 varint of ``v`` taken as an unsigned 64-bit value (negatives as
+    protobuf writes int64: ten bytes)."""
+    v &= _U64
+    if v < 0x80:
+        return bytes((v,))
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
 def to_int64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 

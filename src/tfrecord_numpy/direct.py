@@ -17,18 +17,11 @@ import numpy as np
 
 from .errors import CorruptRecordError, RecordTooLargeError, SchemaError, TFRecordError, TruncatedRecordError
 from .extract import A2ORecord, decode_a2o_record
-from .fastpath import EmbeddingLayout, embedding_layout, packed_int64s, walk_entries
-from .framing import DEFAULT_MAX_RECORD_BYTES, FOOTER_BYTES, HEADER_BYTES, masked_crc
+from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout, packed_int64s, walk_entries
+from .framing import DEFAULT_MAX_RECORD_BYTES, FOOTER_BYTES, HEADER_BYTES, crc32c, mask_crc, masked_crc
 from .storage import readinto
 
-PREFIX_BYTES = 256
 _OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
-_crc = masked_crc.__globals__["_crc"]  # the raw crc32c, continued over pieces
-_MASK_DELTA = 0xA282EAD8
-
-
-def _mask(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
 class DoesNotFit(Exception):
@@ -125,11 +118,11 @@ def iter_a2o_into(
             tail = memoryview(scratch)[: tail_len + FOOTER_BYTES]
             if _read_exactly(stream, tail) < len(tail):
                 raise TruncatedRecordError("truncated record: data ends inside the payload or footer", **where)
-            crc = _crc(prefix[: layout.content_start])
-            crc = _crc(dst, crc)
-            crc = _crc(tail[:tail_len], crc)
+            crc = crc32c(prefix[: layout.content_start])
+            crc = crc32c(dst, crc)
+            crc = crc32c(tail[:tail_len], crc)
             (want,) = struct.unpack_from("<I", tail, tail_len)
-            if _mask(crc) != want:
+            if mask_crc(crc) != want:
                 raise CorruptRecordError("corrupted record: data CRC mismatch", which="data", **where)
             # the other features: the map entries before the embedding and after it
             head = prefix[: layout.content_start]
@@ -163,16 +156,3 @@ def iter_a2o_into(
         row += rows
         index += 1
         offset += HEADER_BYTES + length + FOOTER_BYTES
-
-
-def first_layout(source: str, storage_options: dict | None = None) -> EmbeddingLayout | None:
-    """The embedding layout of a file's first record (dtype, shape), if plain."""
-    from fsspec.core import url_to_fs
-
-    fs, path = url_to_fs(source, **(storage_options or {}))
-    with fs.open(path, "rb") as f:
-        head = f.read(HEADER_BYTES + PREFIX_BYTES)
-    if len(head) < HEADER_BYTES:
-        return None
-    (length,) = struct.unpack_from("<Q", head)
-    return embedding_layout(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, PREFIX_BYTES)], length)

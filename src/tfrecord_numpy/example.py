@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Union
 
 import numpy as np
 
-from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, WireError, read_varint
+from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, WireError, encode_varint, read_varint
 from .errors import DecodeError, SchemaError, TFRecordError
 from .reader import read_records
 
@@ -255,18 +255,6 @@ def _decode_varints(buf: Any, start: int, end: int) -> np.ndarray:
     return np.add.reduceat(parts, starts).view(np.int64)
 
 
-def _varint(v: int) -> bytes:
-    v &= 0xFFFFFFFFFFFFFFFF
-    if v < 0x80:
-        return bytes((v,))
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 _POW7 = [np.uint64(1 << (7 * k)) for k in range(1, 10)]
 
 
@@ -274,7 +262,7 @@ def _encode_varints(values: np.ndarray) -> bytes:
     """int64 values as packed varints (negatives take 10 bytes, as protobuf writes them)."""
     u = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
     if len(u) < _SMALL_VARINTS:
-        return b"".join(_varint(int(v)) for v in u.tolist())
+        return b"".join(encode_varint(int(v)) for v in u.tolist())
     nbytes = np.ones(len(u), dtype=np.int64)
     for p in _POW7:
         nbytes += u >= p
@@ -318,16 +306,20 @@ def _as_buffer(data: Any) -> bytes | memoryview:
     return mv.tobytes()
 
 
-def _pb_tag(buf: Any, pos: int, end: int) -> tuple[int, int, int]:
-    """upb's tag rules: at most 5 bytes, fits 32 bits, no field 0, no stray end-group."""
+def _pb_raw_tag(buf: Any, pos: int, end: int) -> tuple[int, int]:
+    """A tag as upb reads one: at most 5 bytes, fitting 32 bits; (tag, next position)."""
     b = buf[pos]
     if b < 0x80:
-        tag, pos = b, pos + 1
-    else:
-        tag, p = read_varint(buf, pos, end)
-        if p - pos > 5 or tag > 0xFFFFFFFF:
-            raise WireError("malformed tag")
-        pos = p
+        return b, pos + 1
+    tag, p = read_varint(buf, pos, end)
+    if p - pos > 5 or tag > 0xFFFFFFFF:
+        raise WireError("malformed tag")
+    return tag, p
+
+
+def _pb_tag(buf: Any, pos: int, end: int) -> tuple[int, int, int]:
+    """upb's tag rules: at most 5 bytes, fits 32 bits, no field 0, no stray end-group."""
+    tag, pos = _pb_raw_tag(buf, pos, end)
     field, wt = tag >> 3, tag & 7
     if wt == EGROUP:
         raise WireError("end-group without a start-group")
@@ -362,14 +354,7 @@ def _pb_skip(buf: Any, pos: int, end: int, field: int, wt: int, depth: int) -> i
         if depth < 0:
             raise WireError("nesting too deep")
         while pos < end:
-            b = buf[pos]
-            if b < 0x80:
-                tag, pos = b, pos + 1
-            else:
-                tag, p = read_varint(buf, pos, end)
-                if p - pos > 5 or tag > 0xFFFFFFFF:
-                    raise WireError("malformed tag")
-                pos = p
+            tag, pos = _pb_raw_tag(buf, pos, end)
             f, w = tag >> 3, tag & 7
             if w == EGROUP:
                 if f != field:
@@ -882,7 +867,7 @@ def _list_message(kind: str, payload: Any) -> tuple[list, int]:
         parts: list = []
         size = 0
         for b in payload:
-            head = b"\x0a" + _varint(len(b))
+            head = b"\x0a" + encode_varint(len(b))
             parts.append(head)
             parts.append(b)
             size += len(head) + len(b)
@@ -895,7 +880,7 @@ def _list_message(kind: str, payload: Any) -> tuple[list, int]:
         n = len(body)
     if not n:
         return [], 0  # proto3 writes nothing for an empty repeated field
-    head = b"\x0a" + _varint(n)
+    head = b"\x0a" + encode_varint(n)
     return [head, body], len(head) + n
 
 
@@ -920,19 +905,19 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
             raise TypeError(f"feature names must be str, not {type(key).__name__}")
         kind, payload = _classify(key, value)
         body, body_size = _list_message(kind, payload)
-        feature_head = bytes((0x08 * _KIND_FIELD[kind] + 2,)) + _varint(body_size)
+        feature_head = bytes((0x08 * _KIND_FIELD[kind] + 2,)) + encode_varint(body_size)
         feature_size = len(feature_head) + body_size
         kb = key.encode("utf-8")
-        entry_head = b"\x0a" + _varint(len(kb)) + kb + b"\x12" + _varint(feature_size) + feature_head
+        entry_head = b"\x0a" + encode_varint(len(kb)) + kb + b"\x12" + encode_varint(feature_size) + feature_head
         entry_size = len(entry_head) + body_size
-        entries.append((kb, [b"\x0a" + _varint(entry_size), entry_head, *body], entry_size))
+        entries.append((kb, [b"\x0a" + encode_varint(entry_size), entry_head, *body], entry_size))
     entries.sort(key=lambda e: _map_order(e[0]))
     parts: list = []
     total = 0
     for _, entry_parts, entry_size in entries:
         total += len(entry_parts[0]) + entry_size
         parts.extend(entry_parts)
-    return b"".join([b"\x0a", _varint(total), *parts])
+    return b"".join([b"\x0a", encode_varint(total), *parts])
 
 
 # --------------------------------------------------------------------------- files

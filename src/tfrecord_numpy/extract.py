@@ -25,7 +25,7 @@ from fsspec.core import url_to_fs
 
 from . import a2o
 from .errors import DecodeError, SchemaError, TFRecordError
-from .fastpath import a2o_fields, embedding_rows, packed_int64s
+from .fastpath import PREFIX_BYTES, EmbeddingLayout, a2o_fields, embedding_layout, packed_int64s
 from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, OVERHEAD_BYTES, RecordScanner
 from .outputs import AtomicFile, JsonArrayWriter, NpyStreamWriter, StreamHasher, is_tmp_name, sha256_of, write_json_atomic
 from .reader import iter_record_views
@@ -345,31 +345,42 @@ def extract_shard(
     }
 
 
-def _predict_rows(source: str, opened: Any, options: ExtractOptions, size: int | None) -> int | None:
-    """The rows an uncompressed local shard will give, from the first bytes of
-    each record (a seek and a small read per record), or None if that does not
-    show plainly.  Only a hint: the real pass checks everything."""
+def _predict_layout(
+    source: str, opened: Any, options: ExtractOptions, size: int | None
+) -> tuple[int, EmbeddingLayout] | None:
+    """(rows, the first record's embedding layout) of an uncompressed local
+    shard, read off the first bytes of each record (a seek and a small read
+    per record), or None if that does not show plainly.  Only a hint: the
+    real pass checks everything."""
     from .remote import should_use_remote
 
     if opened.compression is not None or not size or should_use_remote(source):
         return None
     fs, path = url_to_fs(source, **options.storage_options)
     rows = pos = 0
+    first = None
     with fs.open(path, "rb") as f:
         while pos < size:
             f.seek(pos)
-            head = f.read(HEADER_BYTES + 256)
+            head = f.read(HEADER_BYTES + PREFIX_BYTES)
             if len(head) < HEADER_BYTES:
                 return None
             (length,) = struct.unpack_from("<Q", head)
             if length > options.max_record_bytes or pos + OVERHEAD_BYTES + length > size:
                 return None
-            got = embedding_rows(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, 256)], length)
-            if got is None:
+            layout = embedding_layout(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, PREFIX_BYTES)], length)
+            if layout is None:
                 return None
-            rows += got
+            first = first or layout
+            rows += layout.shape[0] * layout.shape[1]
             pos += OVERHEAD_BYTES + length
-    return rows
+    return (rows, first) if first is not None else None
+
+
+def _predict_rows(source: str, opened: Any, options: ExtractOptions, size: int | None) -> int | None:
+    """The rows :func:`_predict_layout` reads off a shard, or None."""
+    predicted = _predict_layout(source, opened, options, size)
+    return None if predicted is None else predicted[0]
 
 
 def finalize_entry(fs: Any, root: str, entry: dict) -> dict:
@@ -748,14 +759,14 @@ def _read_shard_direct(src: str, options: ExtractOptions, site_map: dict) -> tup
     """read_shard for an uncompressed local shard whose rows can be predicted:
     the tensor bytes are read straight into one preallocated array.  None
     (nothing done) where that does not apply or a record does not fit."""
-    from .direct import DoesNotFit, first_layout, iter_a2o_into
+    from .direct import DoesNotFit, iter_a2o_into
 
     opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
     try:
-        rows = _predict_rows(src, opened, options, _source_size(src, options.storage_options))
-        layout = first_layout(src, options.storage_options) if rows else None
-        if layout is None:
+        predicted = _predict_layout(src, opened, options, _source_size(src, options.storage_options))
+        if predicted is None:
             return None
+        rows, layout = predicted
         out = np.empty((rows, layout.shape[2]), dtype=layout.dtype)
         encoder = RowEncoder(site_map, options, src)
         texts: list[str] = []

@@ -22,6 +22,9 @@ from ._wire import WireError
 from .errors import SchemaError
 from .tensor import numpy_dtype
 
+#: how much of a record's start is read to locate its embedding's bytes
+PREFIX_BYTES = 256
+
 #: the features the notebook reads, with the one-byte tag of the list kind each must hold
 A2O_FEATURES = {b"timestamp_s": 0x12, b"filename": 0x0A, b"embedding": 0x0A, b"embedding_shape": 0x1A}
 
@@ -196,9 +199,3 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
     except (WireError, SchemaError, IndexError):
         return None
     return None
-
-
-def embedding_rows(prefix: memoryview, length: int) -> int | None:
-    """``T * C`` of the A2O embedding of a ``length``-byte record, from its first bytes."""
-    layout = embedding_layout(prefix, length)
-    return None if layout is None else layout.shape[0] * layout.shape[1]

@@ -37,10 +37,19 @@ _crc = _crc32c.crc32c
 Span = tuple[int, int, int, int]
 
 
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """Plain CRC32C, continued from ``crc`` (to checksum a record read in pieces)."""
+    return _crc(data, crc)
+
+
+def mask_crc(crc: int) -> int:
+    """TFRecord's masking of a CRC32C."""
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
 def masked_crc(data: bytes | bytearray | memoryview) -> int:
     """TFRecord's masked CRC32C (Castagnoli) of ``data``."""
-    crc = _crc(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return mask_crc(_crc(data))
 
 
 def encode_record(payload: bytes | bytearray | memoryview) -> bytes:

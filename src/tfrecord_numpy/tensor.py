@@ -401,25 +401,13 @@ def tensor_from_proto(tp: Any, out_type: Any = None) -> np.ndarray:
     return _fill(vals, n, dtype, what).reshape(shape)
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _len_field(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+    return _wire.encode_varint(field << 3 | 2) + _wire.encode_varint(len(payload)) + payload
 
 
 def serialize_shape(shape: tuple[int, ...]) -> bytes:
     """A TensorShapeProto's bytes, as TensorFlow writes them."""
-    return b"".join(_len_field(2, (b"\x08" + _varint(d)) if d else b"") for d in shape)
+    return b"".join(_len_field(2, (b"\x08" + _wire.encode_varint(d)) if d else b"") for d in shape)
 
 
 def serialize_tensor(array: Any) -> bytes:
@@ -430,7 +418,7 @@ def serialize_tensor(array: Any) -> bytes:
     """
     arr = np.asarray(array)
     dt = datatype_of(arr.dtype)
-    head = b"\x08" + _varint(dt) + _len_field(2, serialize_shape(arr.shape))
+    head = b"\x08" + _wire.encode_varint(dt) + _len_field(2, serialize_shape(arr.shape))
     if dt == DT_STRING:
         parts = [head]
         for item in arr.reshape(-1):
