@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # the emulator launcher the tests use
 from gcs_emulator import GCSEmulator, emulator_binary  # noqa: E402
 
 from tfrecord_numpy import read_records  # noqa: E402
-from tfrecord_numpy.extract import decode_a2o_record  # noqa: E402
+from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.a2o import extract  # noqa: E402
 from tfrecord_numpy.framing import RecordScanner  # noqa: E402
 from tfrecord_numpy.reader import iter_record_views  # noqa: E402
 from tfrecord_numpy.storage import open_source  # noqa: E402
-from tfrecord_numpy.synth import write_a2o_shard_of_size  # noqa: E402
+from tfrecord_numpy.perch.synth import write_a2o_shard_of_size  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:

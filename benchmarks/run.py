@@ -6,7 +6,7 @@
     python benchmarks/run.py --footprint --profile
 
 Inputs are A2O/Perch-schema shards written with our own writer
-(``tfrecord_numpy.synth``) into a scratch directory (``--workdir``, default
+(``tfrecord_numpy.perch.synth``) into a scratch directory (``--workdir``, default
 ``/tmp/tfrecord-numpy-bench``), cached there by size.  Every timed number is
 the median of ``--repeats`` runs with a warm page cache; the benchmarks of one
 input run round-robin (repeat 1 of each, then repeat 2 of each, ...) so that
@@ -41,11 +41,12 @@ from pathlib import Path
 import numpy as np
 
 import tfrecord_numpy
-from tfrecord_numpy.extract import decode_a2o_record, extract
+from tfrecord_numpy.perch.records import decode_a2o_record
+from tfrecord_numpy.a2o import extract
 from tfrecord_numpy.framing import RecordScanner
 from tfrecord_numpy.reader import iter_record_views, read_records
 from tfrecord_numpy.storage import open_source
-from tfrecord_numpy.synth import write_a2o_shard_of_size
+from tfrecord_numpy.perch.synth import write_a2o_shard_of_size
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -256,7 +257,7 @@ def bench_decode(inp: Input, out: np.ndarray) -> int:
 def bench_direct(inp: Input, out: np.ndarray) -> int:
     """(c) ``direct.iter_a2o_into``: each record's tensor bytes ``readinto`` ``out`` itself
     (what ``a2o.read_shard`` does for an uncompressed local shard)."""
-    from tfrecord_numpy.direct import iter_a2o_into
+    from tfrecord_numpy.perch.direct import iter_a2o_into
 
     opened = open_source(str(inp.path))
     n = 0
@@ -964,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary_at = len(md)  # the summary table goes here once everything is measured
     md += ["## Inputs", "",
-           f"A2O/Perch-schema shards written by `tfrecord_numpy.synth.write_a2o_shard_of_size` "
+           f"A2O/Perch-schema shards written by `tfrecord_numpy.perch.synth.write_a2o_shard_of_size` "
            f"(embedding float32 [{GEN['windows']}, {GEN['channels']}, {GEN['dims']}] per record as a serialized "
            "TensorProto, plus `filename`, `timestamp_s`, `embedding_shape`). MB = 10^6 bytes of input file.", "",
            "| file | MB | records | embedding rows | bytes/record |", "|---|---:|---:|---:|---:|"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tfrecord_numpy.example import encode_example, parse_example
-from tfrecord_numpy.extract import _general_decode
+from tfrecord_numpy.perch.records import _general_decode
 from tfrecord_numpy.framing import encode_record, encode_records
 from tfrecord_numpy.reader import read_records
 from tfrecord_numpy.tensor import parse_tensor, serialize_tensor

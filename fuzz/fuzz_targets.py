@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfrecord_numpy import a2o, tensor
+from tfrecord_numpy.perch import names
 from tfrecord_numpy.errors import TFRecordError
 from tfrecord_numpy.example import (
     FixedLenFeature,
@@ -50,7 +51,7 @@ from tfrecord_numpy.example import (
     encode_example,
     parse_example,
 )
-from tfrecord_numpy.extract import _general_decode, decode_a2o_record
+from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
 from tfrecord_numpy.framing import RecordScanner
 from tfrecord_numpy.reader import iter_record_views, read_records
 from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
@@ -586,9 +587,9 @@ def t_filename(data: bytes) -> None:
 def _check_oracle(text: str) -> None:
     """Our '+HHMM|Z' reading of a short name against the notebook's own regex."""
     try:
-        mine = a2o._parse(text, False)
+        mine = names._parse(text, False)
         ours = (mine.datetime, mine.timezone, mine.site_name, mine.subsite_name, mine.file_seq_id)
-    except a2o._Reject:
+    except names._Reject:
         ours = None
     if ours != _oracle(text):
         raise Finding(f"parse_filename({text!r}) = {ours} but the notebook's regex gives {_oracle(text)}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfrecord_numpy.synth import write_a2o_shard
+from tfrecord_numpy.perch.synth import write_a2o_shard
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "tfrecord_numpy" / "data" / "sample"
 

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tfrecord_numpy import a2o
+from tfrecord_numpy.perch import names
 from tfrecord_numpy._proto import example_pb2
 from tfrecord_numpy.errors import SchemaError, TFRecordError
 from tfrecord_numpy.reader import read_records
@@ -72,8 +73,8 @@ def notebook_fields(name: str, pattern: re.Pattern[str] = NOTEBOOK):
 
 def our_fields(name: str, signed: bool = True):
     try:
-        r = a2o._parse(name, signed)
-    except a2o._Reject:
+        r = names._parse(name, signed)
+    except names._Reject:
         return None
     return (r.datetime, r.timezone, r.site_name, r.subsite_name, r.file_seq_id)
 
@@ -263,7 +264,7 @@ def test_hostile_names_rejected_fast(name: str) -> None:
     assert len(name) >= 10_000
     best = float("inf")
     for _ in range(3):
-        a2o._parse.cache_clear()
+        names._parse.cache_clear()
         t0 = time.perf_counter()
         with pytest.raises(SchemaError) as err:
             a2o.parse_filename(name)
@@ -312,7 +313,7 @@ def test_random_hostile_names_linear_and_correct() -> None:
     start = time.perf_counter()
     for _ in range(3000):
         name = "".join(rng.choice(_PIECES) for _ in range(rng.randrange(1, 120)))
-        a2o._parse.cache_clear()
+        names._parse.cache_clear()
         t0 = time.perf_counter()
         got = our_fields(name)
         worst = max(worst, time.perf_counter() - t0)
@@ -664,17 +665,16 @@ def test_default_api_url() -> None:
     assert a2o.DEFAULT_SITES_API_URL == "https://api.acousticobservatory.org/sites?direction=asc&items=500"
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("tfrecord_numpy.extract") is None, reason="extract.py not written yet"
-)
-def test_extract_reexported_whatever_the_import_order() -> None:
+def test_public_names_whatever_the_import_order() -> None:
     code = (
-        "import tfrecord_numpy.extract as e, tfrecord_numpy.a2o as a\n"
+        "import tfrecord_numpy.perch.local as e, tfrecord_numpy.a2o as a\n"
         "from tfrecord_numpy.a2o import extract, read_shard\n"
-        "assert extract is e.extract and read_shard is e.read_shard and a.extract is e.extract\n"
+        "import tfrecord_numpy.perch.notebook as n\n"
+        "assert extract is e.extract and read_shard is n.read_shard and a.extract is e.extract\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    subprocess.run([sys.executable, "-c", code.replace("extract as e, tfrecord_numpy.a2o as a", "a2o as a, tfrecord_numpy.extract as e")], check=True, timeout=60)
+    swapped = code.replace("perch.local as e, tfrecord_numpy.a2o as a", "a2o as a, tfrecord_numpy.perch.local as e")
+    subprocess.run([sys.executable, "-c", swapped], check=True, timeout=60)
 
 
 def test_metadata_columns_are_the_notebooks_keys() -> None:

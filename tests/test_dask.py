@@ -17,9 +17,10 @@ distributed = pytest.importorskip("distributed", reason="distributed is not inst
 from conftest import A2O, A2O_GZIP_SHARDS, A2O_SHARDS, CORRUPT  # noqa: E402
 from tfrecord_numpy import TFRecordError, encode_record  # noqa: E402
 from tfrecord_numpy import dask as tfd  # noqa: E402
-from tfrecord_numpy.extract import extract as local_extract  # noqa: E402
+from tfrecord_numpy.perch import dask as perch_dask  # noqa: E402
+from tfrecord_numpy.a2o import extract as local_extract  # noqa: E402
 from tfrecord_numpy.split import plan_splits  # noqa: E402
-from tfrecord_numpy.synth import a2o_example, recording_name, write_a2o_shard  # noqa: E402
+from tfrecord_numpy.perch.synth import a2o_example, recording_name, write_a2o_shard  # noqa: E402
 
 SITES = A2O / "site_name_to_id_mapping.json"
 # dask.compute(array, dataframe) warns that it materializes the DataFrame's expressions: expected
@@ -128,7 +129,7 @@ def test_errors_match_the_local_job(client, tmp_path):
 def test_dtype_change_across_splits_is_the_local_error(client, tmp_path, monkeypatch):
     shard = tmp_path / "mixed-0"
     from tfrecord_numpy import write_records
-    from tfrecord_numpy.synth import iter_a2o_records
+    from tfrecord_numpy.perch.synth import iter_a2o_records
 
     f32 = list(iter_a2o_records(6, dims=256, seed=1))
     f16 = list(iter_a2o_records(4, dims=256, dtype="float16", seed=2))
@@ -141,7 +142,7 @@ def test_dtype_change_across_splits_is_the_local_error(client, tmp_path, monkeyp
     plans = [None, [(0, change - 10), (change - 10, size)], [(0, change), (change, size)]]
     for plan in plans:  # inside a split; first record of a split (scanned; known)
         if plan is not None:
-            monkeypatch.setattr(tfd, "plan_splits", lambda *a, **k: plan)
+            monkeypatch.setattr(perch_dask, "plan_splits", lambda *a, **k: plan)
         with pytest.raises(TFRecordError) as info:
             tfd.extract([shard], tmp_path / "dask", client, quiet=True, split_bytes=size // 5)
         assert str(info.value) == str(local_err.value)
@@ -235,7 +236,7 @@ def test_fake_headers_inside_payloads(client, tmp_path, monkeypatch):
     local_extract([shard], tmp_path / "local", workers=1, quiet=True)
     # a split boundary just before the first fake header: that split syncs on it
     splits = [(0, fake_at - 5), (fake_at - 5, fake_at + 200), (fake_at + 200, len(data))]
-    monkeypatch.setattr(tfd, "plan_splits", lambda *a, **k: splits)  # planning is client-side
+    monkeypatch.setattr(perch_dask, "plan_splits", lambda *a, **k: splits)  # planning is client-side
     tfd.extract([shard], tmp_path / "dask", client, quiet=True, split_bytes=1)
     assert_same_outputs(tmp_path / "dask", tmp_path / "local")
     emb, meta = tfd.read_embeddings([shard], split_bytes=1)

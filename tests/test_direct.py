@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from conftest import A2O_SHARDS, CORRUPT
 from test_extract import _entry, _feature, _varint
 from tfrecord_numpy import CorruptRecordError, TruncatedRecordError, read_records, write_records
-from tfrecord_numpy.direct import DoesNotFit, iter_a2o_into
-from tfrecord_numpy.extract import decode_a2o_record
-from tfrecord_numpy.synth import iter_a2o_records
+from tfrecord_numpy.perch.direct import DoesNotFit, iter_a2o_into
+from tfrecord_numpy.perch.records import decode_a2o_record
+from tfrecord_numpy.perch.synth import iter_a2o_records
 from tfrecord_numpy.tensor import serialize_tensor
 
 

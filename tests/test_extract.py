@@ -16,7 +16,7 @@ import pytest
 from conftest import A2O, A2O_GZIP_SHARDS, A2O_SHARDS, CORRUPT
 from tfrecord_numpy import SchemaError, TFRecordError, read_records, write_records
 from tfrecord_numpy.a2o import extract, read_shard
-from tfrecord_numpy.synth import a2o_example, write_a2o_shard
+from tfrecord_numpy.perch.synth import a2o_example, write_a2o_shard
 
 SITES = A2O / "site_name_to_id_mapping.json"
 GOLDEN = A2O / "golden"
@@ -345,13 +345,15 @@ def test_empty_shard_writes_what_the_notebook_writes(tmp_path):
 def _check_no_partial_finals(out: Path, ref: Path) -> None:
     """Every file under a final name is complete: equal to the uninterrupted run's."""
     for p in out.rglob("*"):
-        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json":
-            assert p.read_bytes() == (ref / p.relative_to(out)).read_bytes(), p
+        rel = p.relative_to(out)
+        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json" and rel.parts[0] != ".journal":
+            assert p.read_bytes() == (ref / rel).read_bytes(), p
     manifest = out / "manifest.json"
-    if manifest.exists():
-        shards = json.loads(manifest.read_text())["shards"]
-        for stem, entry in shards.items():  # the manifest only names finished shards
-            assert (out / entry["embeddings"]["path"]).exists()
+    shards = json.loads(manifest.read_text())["shards"] if manifest.exists() else {}
+    for p in (out / ".journal").glob("*.json"):  # shards recorded before the kill
+        shards[json.loads(p.read_text())["stem"]] = json.loads(p.read_text())["entry"]
+    for stem, entry in shards.items():  # the manifest only names finished shards
+        assert (out / entry["embeddings"]["path"]).exists()
 
 
 @pytest.mark.slow
@@ -438,7 +440,9 @@ def test_row_encoder_equals_json_dumps_of_metadata_rows(site, subsite, prefix, t
     import datetime as dt
 
     from tfrecord_numpy import a2o
-    from tfrecord_numpy.extract import A2ORecord, ExtractOptions, RowEncoder
+    from tfrecord_numpy.perch.options import ExtractOptions
+    from tfrecord_numpy.perch.records import A2ORecord
+    from tfrecord_numpy.perch.rows import RowEncoder
 
     start = dt.datetime(2019, 1, 1) + dt.timedelta(days=day, seconds=secs)
     filename = f"{prefix}{start:%Y%m%dT%H%M%S}{tz}_{site}-{subsite}_{seq}.flac"
@@ -462,14 +466,14 @@ def test_row_encoder_equals_json_dumps_of_metadata_rows(site, subsite, prefix, t
     ],
 )
 def test_outputs_are_named_only_from_the_shard_name(source, stem):
-    from tfrecord_numpy.extract import shard_stem
+    from tfrecord_numpy.perch.options import shard_stem
 
     assert shard_stem(source) == stem
 
 
 @pytest.mark.parametrize("source", ["/x/..", "/x/.hidden", "/x/\x00evil", "..", "a/b/.."])
 def test_shard_names_that_would_escape_dest_are_refused(source):
-    from tfrecord_numpy.extract import shard_stem
+    from tfrecord_numpy.perch.options import shard_stem
 
     with pytest.raises(ValueError, match="usable output name"):
         shard_stem(source)
@@ -501,8 +505,8 @@ def _feature(kind: int, payload: bytes) -> bytes:
     order=st.randoms(use_true_random=False),
 )
 def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, ts, extra, order):
-    from tfrecord_numpy.extract import _general_decode, decode_a2o_record
-    from tfrecord_numpy.fastpath import a2o_fields
+    from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
+    from tfrecord_numpy.perch.fastpath import a2o_fields
     from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
 
     emb = np.arange(T * C * D, dtype=dtype).reshape(T, C, D)
@@ -547,19 +551,20 @@ def test_manifest_hashes_match_files_when_the_row_prediction_misses(tmp_path, na
 
 
 def test_row_prediction_reads_record_prefixes_only():
-    from tfrecord_numpy.extract import ExtractOptions, _predict_rows
+    from tfrecord_numpy.perch.options import ExtractOptions
+    from tfrecord_numpy.perch.shard import predict_rows
     from tfrecord_numpy.storage import open_source
 
     for shard in A2O_SHARDS:
         opened = open_source(str(shard))
         try:
-            got = _predict_rows(str(shard), opened, ExtractOptions(), shard.stat().st_size)
+            got = predict_rows(str(shard), opened, ExtractOptions(), shard.stat().st_size)
         finally:
             opened.close()
         assert got == np.load(GOLDEN / f"{shard.name}.npy").shape[0]
     opened = open_source(str(A2O_GZIP_SHARDS[0]))
     try:  # compressed: no seeking into it, no prediction
-        assert _predict_rows(str(A2O_GZIP_SHARDS[0]), opened, ExtractOptions(), 1) is None
+        assert predict_rows(str(A2O_GZIP_SHARDS[0]), opened, ExtractOptions(), 1) is None
     finally:
         opened.close()
 

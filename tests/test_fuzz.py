@@ -34,7 +34,7 @@ from fuzz_mutate import Mutator, varint  # noqa: E402
 from tfrecord_numpy import a2o, parse_example, parse_tensor, read_records  # noqa: E402
 from tfrecord_numpy.errors import DecodeError, SchemaError, TFRecordError  # noqa: E402
 from tfrecord_numpy.example import VarLenFeature, encode_example  # noqa: E402
-from tfrecord_numpy.extract import decode_a2o_record  # noqa: E402
+from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.framing import encode_records  # noqa: E402
 from tfrecord_numpy.tensor import serialize_shape  # noqa: E402
 

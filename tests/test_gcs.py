@@ -26,7 +26,7 @@ from gcs_emulator import fast_gcsfs_backoff, fast_remote_backoff, fault_proxy, g
 from tfrecord_numpy import read_records
 from tfrecord_numpy.a2o import extract
 from tfrecord_numpy.framing import RecordScanner
-from tfrecord_numpy.outputs import is_tmp_name
+from tfrecord_numpy.atomic import is_tmp_name
 from tfrecord_numpy.reader import iter_record_views
 from tfrecord_numpy.remote import RemoteReadError, is_transient, open_input, should_use_remote
 from tfrecord_numpy.storage import expand_sources

@@ -78,7 +78,7 @@ def test_core_never_imports_dask():
     import sys
 
     code = (
-        "import sys, tfrecord_numpy, tfrecord_numpy.a2o, tfrecord_numpy.extract, tfrecord_numpy.split, "
+        "import sys, tfrecord_numpy, tfrecord_numpy.a2o, tfrecord_numpy.perch.local, tfrecord_numpy.split, "
         "tfrecord_numpy.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'pandas'))\n"
         "assert not bad, bad"

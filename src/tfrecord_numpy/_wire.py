@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
 _U64 = (1 << 64) - 1
@@ -33,6 +34,22 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
         shift += 7
         if shift >= 70:
             raise WireError("varint too long")
+
+
+def read_len32(buf: Any, pos: int, end: int) -> tuple[int, int]:
+    """A length of at most 5 bytes (< 2**35; protobuf's own limit is 2**31)
+    at ``pos``; (value, next position)."""
+    result = shift = 0
+    while pos < end:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 28:
+            break
+    raise WireError("bad length")
 
 
 def encode_varint(v: int) -> bytes:

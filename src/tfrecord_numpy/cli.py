@@ -45,6 +45,16 @@ def _add_storage_args(p: argparse.ArgumentParser) -> None:
                    help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfrecord-numpy",
@@ -57,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, metavar="DEST", help="local directory or fsspec URL")
     ex.add_argument("--sample", action="store_true", help="extract the sample shards shipped in the package")
     ex.add_argument("--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)")
-    ex.add_argument("--workers", type=int, metavar="N", help="worker processes (default: number of CPUs)")
+    ex.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: number of CPUs)")
     ex.add_argument("--hop-seconds", type=float, default=5, help="seconds between embedding windows (default 5)")
     ex.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
     ex.add_argument("--on-corrupt", choices=["error", "skip"], default="error")
@@ -65,13 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
     ex.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
-    ex.add_argument("--max-record-bytes", type=int, default=1 << 30)
+    ex.add_argument("--max-record-bytes", type=_positive_int, default=1 << 30)
     dk = ex.add_mutually_exclusive_group()
     dk.add_argument("--dask-scheduler", metavar="ADDRESS",
                     help="run on a running Dask cluster (e.g. tcp://10.0.0.5:8786); needs tfrecord-numpy[dask]")
-    dk.add_argument("--dask-local", type=int, metavar="N",
+    dk.add_argument("--dask-local", type=_positive_int, metavar="N",
                     help="run on a local Dask cluster of N worker processes (127.0.0.1 only); needs tfrecord-numpy[dask]")
-    ex.add_argument("--split-bytes", type=int, metavar="BYTES",
+    ex.add_argument("--split-bytes", type=_positive_int, metavar="BYTES",
                     help="with --dask-*: read uncompressed shards larger than BYTES as several tasks")
     _add_storage_args(ex)
 
@@ -91,7 +101,7 @@ def _hop(value: float) -> float | int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .extract import extract, format_summary
+    from .a2o import extract, format_summary
 
     sources = list(args.sources)
     if args.sample:
@@ -131,9 +141,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
-    from . import a2o
-    from .outputs import write_json_atomic
     from fsspec.core import url_to_fs
+
+    from . import a2o
+    from .atomic import write_json_atomic
 
     kwargs = {} if args.api_url is None else {"api_url": args.api_url}
     mapping = a2o.fetch_site_mapping(**kwargs)
@@ -171,10 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"extract": cmd_extract, "sites": cmd_sites, "verify": cmd_verify}[args.command]
     try:
         return handler(args)
-    except KeyboardInterrupt:
-        print("tfrecord-numpy: interrupted", file=sys.stderr)
-        return 130
-    except (TFRecordError, ValueError, OSError) as exc:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # Ctrl-C, or SIGTERM/SIGHUP during a job
+        print(f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "
+              "shards already published are recorded, a rerun does the rest", file=sys.stderr)
+        return 128 + signum
+    except (TFRecordError, ValueError, OSError, RuntimeError) as exc:
         msg = str(exc).replace("\n", " ")
         print(f"tfrecord-numpy: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1

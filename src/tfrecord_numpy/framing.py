@@ -65,6 +65,58 @@ def encode_records(payloads: Iterable[bytes]) -> bytes:
     return b"".join(encode_record(p) for p in payloads)
 
 
+#: :func:`check_header` results that are not a length
+BAD_LENGTH_CRC = -1
+TOO_LARGE = -2
+
+
+def check_header(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    verify: bool = True,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> int:
+    """The payload length in the 12-byte header at ``buf[pos:]``, or
+    :data:`BAD_LENGTH_CRC` / :data:`TOO_LARGE` (no exception: the resync loop
+    tries many positions).  The one place a record header is read."""
+    length, length_crc = _HEADER.unpack_from(buf, pos)
+    if verify and masked_crc(buf[pos : pos + 8]) != length_crc:
+        return BAD_LENGTH_CRC
+    if length > max_record_bytes:
+        return TOO_LARGE
+    return int(length)
+
+
+def header_error(
+    code: int,
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    path: str | os.PathLike[str] | None = None,
+    index: int | None = None,
+    offset: int | None = None,
+) -> TFRecordError:
+    """The located error for a :func:`check_header` result that is not a length."""
+    if code == TOO_LARGE:
+        (length,) = _LENGTH.unpack_from(buf, pos)
+        return RecordTooLargeError(
+            f"record length {length} exceeds max_record_bytes={max_record_bytes}",
+            path=path, index=index, offset=offset,
+        )
+    hint = " (is this a compressed file? try compression='gzip' or 'zlib')" if offset == 0 else ""
+    return CorruptRecordError(
+        "corrupted record: length CRC mismatch" + hint, which="length", path=path, index=index, offset=offset
+    )
+
+
+def check_footer(buf: bytes | bytearray | memoryview, start: int, length: int) -> bool:
+    """Whether the payload ``buf[start:start+length]`` matches the masked CRC after it."""
+    (data_crc,) = _CRC.unpack_from(buf, start + length)
+    return masked_crc(buf[start : start + length]) == data_crc
+
+
 class RecordScanner:
     """Stateful, I/O-free record finder.
 
@@ -146,29 +198,19 @@ class RecordScanner:
         pos = self._consumed = 0
         verify = self.verify
         self.needed = 0
+        max_record_bytes = self.max_record_bytes
         while end - pos >= HEADER_BYTES:
-            length, length_crc = _HEADER.unpack_from(buf, pos)
-            if verify and masked_crc(buf[pos : pos + 8]) != length_crc:
-                hint = ""
-                if self.offset == 0:
-                    hint = " (is this a compressed file? try compression='gzip' or 'zlib')"
-                error = CorruptRecordError(
-                    "corrupted record: length CRC mismatch" + hint, which="length", **self._where()
-                )
-                if not self.skip_corrupt:
+            length = check_header(buf, pos, verify=verify, max_record_bytes=max_record_bytes)
+            if length < 0:
+                if self._resyncing:
+                    pos = self._consumed = pos + 1
+                    self.offset += 1
+                    continue
+                error = header_error(length, buf, pos, max_record_bytes=max_record_bytes, **self._where())
+                if not self.skip_corrupt or length == TOO_LARGE:
                     raise error
                 self._skip(error)
                 self._resyncing = True
-                pos = self._consumed = pos + 1
-                self.offset += 1
-                continue
-            if length > self.max_record_bytes:
-                error = RecordTooLargeError(
-                    f"record length {length} exceeds max_record_bytes={self.max_record_bytes}",
-                    **self._where(),
-                )
-                if not self._resyncing:
-                    raise error
                 pos = self._consumed = pos + 1
                 self.offset += 1
                 continue
@@ -178,8 +220,7 @@ class RecordScanner:
                 break
             start = pos + HEADER_BYTES
             if verify:
-                (data_crc,) = _CRC.unpack_from(buf, start + length)
-                if masked_crc(buf[start : start + length]) != data_crc:
+                if not check_footer(buf, start, length):
                     error = CorruptRecordError(
                         "corrupted record: data CRC mismatch", which="data", **self._where()
                     )

@@ -208,11 +208,14 @@ def parse_tensor(data: bytes | bytearray | memoryview, out_type: Any = None) -> 
     return _parse_general(view, out_type)
 
 
-def _canonical_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryview] | None:
-    """The layout ``tf.io.serialize_tensor`` writes for numbers, read in one
-    straight pass: ``08 dtype 12 shape(12 dim(08 size))* 22 len content``.
+def tensor_header(view: memoryview) -> tuple[int, tuple[int, ...], int, int] | None:
+    """``(dtype, shape, content_start, content_len)`` of the layout
+    ``tf.io.serialize_tensor`` writes for numbers, read in one straight pass:
+    ``08 dtype 12 shape(12 dim(08 size))* 22 len content``.
 
-    Anything else (or anything odd in it) returns None for :func:`_scan_tensor`.
+    ``view`` may stop anywhere inside the content (the record fast path reads
+    only a record's first bytes).  Anything else (or anything odd in it)
+    returns None, for the general walk.
     """
     end = len(view)
     if end < 5 or view[0] != 0x08 or view[1] >= 0x80 or view[2] != 0x12 or view[3] >= 0x80:
@@ -241,10 +244,21 @@ def _canonical_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryvie
     if p != shape_end or view[p] != 0x22:
         return None
     n, q = _wire.read_varint(view, p + 1, end)
-    if q - p > 6 or n >= 1 << 31 or q + n != end or n == 0 or len(dims) > _MAX_DIMS:
+    if q - p > 6 or n >= 1 << 31 or n == 0 or len(dims) > _MAX_DIMS:
         return None  # protobuf refuses lengths over 5 bytes or 2 GiB
-    p = q
-    return dt, tuple(dims), view[p:end]
+    return dt, tuple(dims), q, n
+
+
+def _canonical_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryview] | None:
+    """:func:`tensor_header` of a whole serialized tensor, with its content."""
+    try:
+        head = tensor_header(view)
+    except _wire.WireError:
+        return None
+    if head is None or head[2] + head[3] != len(view):
+        return None
+    dt, shape, start, _ = head
+    return dt, shape, view[start:]
 
 
 def _scan_tensor(view: memoryview) -> tuple[int, tuple[int, ...], memoryview] | None:

@@ -18,30 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._wire import WireError
-from .errors import SchemaError
-from .tensor import numpy_dtype
+from .._wire import WireError, read_len32, read_packed_varints, to_int64
+from ..errors import SchemaError
+from ..tensor import numpy_dtype, tensor_header
 
 #: how much of a record's start is read to locate its embedding's bytes
 PREFIX_BYTES = 256
 
 #: the features the notebook reads, with the one-byte tag of the list kind each must hold
 A2O_FEATURES = {b"timestamp_s": 0x12, b"filename": 0x0A, b"embedding": 0x0A, b"embedding_shape": 0x1A}
-
-
-def _length(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    """A varint32 length at ``pos``; (value, next position)."""
-    result = shift = 0
-    while pos < end:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 28:
-            break
-    raise WireError("bad length")
 
 
 def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryview]) -> bool:
@@ -51,20 +36,20 @@ def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryvi
         while p < end:
             if view[p] != 0x0A:  # Features.feature (a map entry)
                 return False
-            n, p = _length(view, p + 1, end)
+            n, p = read_len32(view, p + 1, end)
             e_end = p + n
             if e_end > end or p >= e_end or view[p] != 0x0A:  # entry.key
                 return False
-            n, q = _length(view, p + 1, e_end)
+            n, q = read_len32(view, p + 1, e_end)
             k_end = q + n
             if k_end >= e_end or view[k_end] != 0x12:  # entry.value, the last field
                 return False
             key = bytes(view[q:k_end])
-            n, q = _length(view, k_end + 1, e_end)
+            n, q = read_len32(view, k_end + 1, e_end)
             if q + n != e_end or q >= e_end:
                 return False
             kind = view[q]  # the Feature's one field: its list
-            n, r = _length(view, q + 1, e_end)
+            n, r = read_len32(view, q + 1, e_end)
             if r + n != e_end:
                 return False
             p = e_end
@@ -73,7 +58,7 @@ def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryvi
                 continue
             if kind != want or key in found or r >= e_end or view[r] != 0x0A:
                 return False
-            n, t = _length(view, r + 1, e_end)  # the list's one (packed) value field
+            n, t = read_len32(view, r + 1, e_end)  # the list's one (packed) value field
             if t + n != e_end:
                 return False
             found[key] = view[t:e_end]
@@ -94,7 +79,7 @@ def a2o_fields(view: memoryview) -> tuple[memoryview, memoryview, memoryview, me
     try:
         if end < 2 or view[0] != 0x0A:
             return None
-        n, p = _length(view, 1, end)
+        n, p = read_len32(view, 1, end)
         if p + n != end:
             return None
     except WireError:
@@ -106,22 +91,10 @@ def a2o_fields(view: memoryview) -> tuple[memoryview, memoryview, memoryview, me
 
 def packed_int64s(payload: memoryview) -> list[int] | None:
     """The values of a packed int64 payload, or None if malformed."""
-    out = []
-    pos, end = 0, len(payload)
-    while pos < end:
-        result = shift = 0
-        while True:
-            if pos >= end or shift > 63:
-                return None
-            b = payload[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        result &= (1 << 64) - 1
-        out.append(result - (1 << 64) if result >= 1 << 63 else result)
-    return out
+    try:
+        return [to_int64(v) for v in read_packed_varints(payload, 0, len(payload))]
+    except WireError:
+        return None
 
 
 @dataclass
@@ -143,7 +116,7 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
     try:
         if end < 2 or prefix[0] != 0x0A:
             return None
-        n, p = _length(prefix, 1, end)
+        n, p = read_len32(prefix, 1, end)
         if p + n != length:
             return None
         body_start = p
@@ -151,11 +124,11 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
             entry_start = p
             if prefix[p] != 0x0A:
                 return None
-            n, p = _length(prefix, p + 1, end)
+            n, p = read_len32(prefix, p + 1, end)
             entry_end = p + n
             if p >= end or prefix[p] != 0x0A:
                 return None
-            n, q = _length(prefix, p + 1, end)
+            n, q = read_len32(prefix, p + 1, end)
             if prefix[q : q + n].tobytes() != b"embedding":
                 p = entry_end  # an entry before the embedding (embedding_shape, ...)
                 continue
@@ -164,31 +137,16 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
             for tag in (0x12, 0x0A, 0x0A):  # entry.value, Feature.bytes_list, BytesList.value
                 if q >= end or prefix[q] != tag:
                     return None
-                n, q = _length(prefix, q + 1, end)
+                n, q = read_len32(prefix, q + 1, end)
                 ends.append(q + n)
-            if q + 5 > end or prefix[q] != 0x08 or prefix[q + 1] >= 0x80 or prefix[q + 2] != 0x12:
+            head = tensor_header(prefix[q:end])
+            if head is None:
                 return None
-            dt = prefix[q + 1]
-            n, q = _length(prefix, q + 3, end)
-            shape_end = q + n
-            if shape_end + 2 > end:
+            dt, shape, content_rel, n = head
+            dims = list(shape)
+            if len(dims) != 3:
                 return None
-            dims = []
-            while q < shape_end:
-                if prefix[q] != 0x12:
-                    return None
-                n, q = _length(prefix, q + 1, shape_end)
-                d_end, size = q + n, 0
-                if n:
-                    if prefix[q] != 0x08:
-                        return None
-                    size, q = _length(prefix, q + 1, d_end)
-                if q != d_end:
-                    return None
-                dims.append(size)
-            if prefix[q] != 0x22 or len(dims) != 3:
-                return None
-            n, q = _length(prefix, q + 1, end)
+            q += content_rel
             # the tensor bytes close the TensorProto, the BytesList, the Feature and the entry
             if any(e != q + n for e in ends) or entry_end != q + n or entry_end > length:
                 return None

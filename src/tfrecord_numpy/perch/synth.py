@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .tensor import serialize_tensor
-from .writer import RecordWriter
+from ..tensor import serialize_tensor
+from ..writer import RecordWriter
 
 #: real A2O site/subsite pairs from the public mapping, with their display names
 SAMPLE_SITES: Sequence[tuple[str, str]] = (
@@ -35,7 +35,7 @@ def a2o_example(
     extra: dict[str, np.ndarray] | None = None,
 ) -> bytes:
     """One serialized Example in the Perch/A2O schema (deterministic map order)."""
-    from ._proto import example_pb2
+    from .._proto import example_pb2
 
     ex = example_pb2.Example()
     feats = ex.features.feature

@@ -1,10 +1,8 @@
-"""Output files that appear whole or not at all.
+"""Streaming writers of the job's outputs: ``.npy`` row blocks, JSON row arrays, hashes.
 
-Every output is written under a hidden temporary name beside its final name
-and moved into place only by :meth:`AtomicFile.commit`; a crash, an error or
-a ``kill -9`` leaves at most a ``.*.tmp-*`` file, which the next run removes.
 The ``.npy`` writer streams rows and fixes the row count in the header at the
-end (numpy pads the header so the count can grow in place).
+end (numpy pads the header so the count can grow in place); the files go
+through :class:`tfrecord_numpy.atomic.AtomicFile`, so they appear whole.
 """
 
 from __future__ import annotations
@@ -17,77 +15,6 @@ import uuid
 from typing import Any
 
 import numpy as np
-
-TMP_MARK = ".tmp-"
-
-
-def tmp_name(final: str) -> str:
-    head, _, name = final.rpartition("/")
-    return f"{head}/.{name}{TMP_MARK}{uuid.uuid4().hex[:12]}" if head else f".{name}{TMP_MARK}{uuid.uuid4().hex[:12]}"
-
-
-def is_tmp_name(path: str) -> bool:
-    name = path.rstrip("/").rpartition("/")[2]
-    return name.startswith(".") and TMP_MARK in name
-
-
-class AtomicFile:
-    """A writable binary file on an fsspec filesystem, published by rename.
-
-    If the filesystem's files cannot seek (object stores), writes go to a
-    local spool file that is uploaded on commit, so seeking still works.
-    """
-
-    def __init__(self, fs: Any, final: str) -> None:
-        self.fs = fs
-        self.final = final
-        self.tmp = tmp_name(final)
-        self._remote = fs.open(self.tmp, "wb")
-        if self._remote.seekable():
-            self.f = self._remote
-            self._spool = None
-        else:
-            self._spool = tempfile.TemporaryFile(prefix="tfrecord-numpy-")
-            self.f = self._spool
-        self.done = False
-        self.spooled = self._spool is not None
-        #: the published bytes' sha256 when known without reading them back
-        self.sha256: str | None = None
-
-    def commit(self) -> None:
-        """Flush, close and move into place.
-
-        A spooled file is hashed (:attr:`sha256`) on its way up, so the
-        published object never has to be downloaded again to be hashed.
-        """
-        if self._spool is not None:
-            self._spool.seek(0)
-            h = hashlib.sha256()
-            while chunk := self._spool.read(8 << 20):
-                h.update(chunk)
-                self._remote.write(chunk)
-            self.sha256 = h.hexdigest()
-            self._spool.close()
-        self._remote.close()
-        self.fs.mv(self.tmp, self.final)
-        self.done = True
-
-    def abort(self) -> None:
-        """Drop the temporary file (best effort)."""
-        if self.done:
-            return
-        self.done = True
-        for f in (self._spool, self._remote):
-            try:
-                if f is not None:
-                    f.close()
-            except Exception:
-                pass
-        try:
-            self.fs.rm(self.tmp)
-        except Exception:
-            pass
-
 
 class NpyStreamWriter:
     """Write a 2-D ``.npy`` of unknown row count, row block by row block.
@@ -241,13 +168,3 @@ def sha256_of(fs: Any, path: str, block: int = 8 << 20) -> str:
         while chunk := f.read(block):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_json_atomic(fs: Any, final: str, obj: Any) -> None:
-    out = AtomicFile(fs, final)
-    try:
-        out.f.write(json.dumps(obj, indent=1, sort_keys=False).encode("utf-8"))
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise

@@ -15,11 +15,20 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import CorruptRecordError, RecordTooLargeError, SchemaError, TFRecordError, TruncatedRecordError
-from .extract import A2ORecord, decode_a2o_record
+from ..errors import CorruptRecordError, SchemaError, TFRecordError, TruncatedRecordError
+from ..framing import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FOOTER_BYTES,
+    HEADER_BYTES,
+    check_footer,
+    check_header,
+    crc32c,
+    header_error,
+    mask_crc,
+)
+from ..storage import readinto
 from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout, packed_int64s, walk_entries
-from .framing import DEFAULT_MAX_RECORD_BYTES, FOOTER_BYTES, HEADER_BYTES, crc32c, mask_crc, masked_crc
-from .storage import readinto
+from .records import A2ORecord, decode_a2o_record
 
 _OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
 
@@ -91,11 +100,9 @@ def iter_a2o_into(
             return
         if got < HEADER_BYTES:
             raise TruncatedRecordError(f"truncated record: data ends inside the 12-byte header ({got} bytes present)", **where)
-        length, length_crc = struct.unpack_from("<QI", header)
-        if masked_crc(header[:8]) != length_crc:
-            raise CorruptRecordError("corrupted record: length CRC mismatch", which="length", **where)
-        if length > max_record_bytes:
-            raise RecordTooLargeError(f"record length {length} exceeds max_record_bytes={max_record_bytes}", **where)
+        length = check_header(header, max_record_bytes=max_record_bytes)
+        if length < 0:
+            raise header_error(length, header, max_record_bytes=max_record_bytes, **where)
         n1 = min(length, PREFIX_BYTES)
         prefix = prefix_buf[:n1]
         if _read_exactly(stream, prefix) < n1:
@@ -142,8 +149,7 @@ def iter_a2o_into(
             whole[:n1] = prefix
             if _read_exactly(stream, whole[n1:]) < rest_len:
                 raise TruncatedRecordError("truncated record: data ends inside the payload or footer", **where)
-            (want,) = struct.unpack_from("<I", whole, length)
-            if masked_crc(whole[:length]) != want:
+            if not check_footer(whole, 0, length):
                 raise CorruptRecordError("corrupted record: data CRC mismatch", which="data", **where)
             rec = _decode(whole[:length], where)
             emb = rec.embedding

@@ -1,0 +1,207 @@
+"""The local engine: whole shards on a pool of worker processes (or in-process).
+
+At most one shard per worker is in flight, so a dead worker can be named
+by its shard and a stop has nothing queued to throw away.  Ctrl-C or
+SIGTERM stops the workers at once; every shard already published stays
+recorded (see :class:`.job.Job`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any
+
+from .job import Job, Progress
+from .manifest import finalize_entry
+from .options import ExtractOptions, Sources
+from .plan import dest_root
+from .shard import extract_shard
+
+
+class Terminated(KeyboardInterrupt):
+    """The run was stopped by a signal (``signum``); the CLI exits with 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without a result (killed, out of memory)."""
+
+
+_worker_queue: Any = None
+
+
+def _init_worker(queue: Any) -> None:  # runs in each worker process
+    global _worker_queue
+    _worker_queue = queue
+    # the parent decides when to stop: a Ctrl-C to the terminal's process
+    # group must not make every worker print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _worker_progress(n: int) -> None:
+    if _worker_queue is not None:
+        _worker_queue.put(n)
+
+
+def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict[str, Any]) -> dict[str, Any]:
+    """A worker's whole share of a shard: decode, write, and hash (in parallel, not in the parent)."""
+    entry = extract_shard(source, dest, options, sites, progress=_worker_progress)
+    fs, root = dest_root(dest, options.storage_options)
+    return finalize_entry(fs, root, entry)
+
+
+def _process_context() -> Any:
+    """forkserver where the platform has it, with our modules preloaded, so each
+    worker starts as a cheap fork instead of a fresh interpreter importing numpy;
+    spawn elsewhere.  (Plain fork is unsafe: the parent runs threads.)"""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["tfrecord_numpy.perch.local"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """In the main thread, SIGTERM (and SIGHUP) raise :class:`Terminated` like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def extract(
+    sources: Sources,
+    dest: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Extract A2O/Perch shards into ``dest`` as the notebook does; return the summary.
+
+    ``sources``: files, directories, globs or fsspec URLs.  ``dest``: a local
+    directory or fsspec URL.  ``workers`` processes (default: the number of
+    CPUs) take whole shards.  ``options`` are :class:`.options.ExtractOptions`:
+    ``sites`` (a JSON mapping path/URL or a dict; default the public A2O
+    mapping shipped in the package), ``hop_seconds=5``,
+    ``compression="auto"``, ``on_corrupt="error"|"skip"``,
+    ``on_unknown_site="error"|"null"``, ``overwrite=False``,
+    ``quiet=False``, ``summary_json=None``, ``storage_options=None``,
+    ``max_record_bytes=2**30``.
+    """
+    opts = ExtractOptions.build(**options)
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
+    with _signals_raise(), Job(sources, dest, opts) as job:
+        todo = job.plan.todo
+        n = max(1, min(int(workers or os.cpu_count() or 1), len(todo) or 1))
+        plan = job.plan
+        if n == 1:
+            for f in todo:
+                job.shard_finished(
+                    extract_shard(f, plan.dest_url, opts.for_workers(), plan.site_map, progress=job.progress.bytes)
+                )
+        elif todo:
+            _run_pool(job, n)
+        return job.summary(n)
+
+
+def _run_pool(job: Job, workers: int) -> None:
+    """Shards on ``workers`` processes, at most one in flight per worker."""
+    plan, progress = job.plan, job.progress
+    ctx = _process_context()
+    queue = ctx.Queue() if progress.bar is not None else None  # byte counts from workers
+    drain = _start_drain(queue, progress)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+    options = plan.options.for_workers()
+    pending: dict[Future[dict[str, Any]], str] = {}
+    todo = iter(plan.todo)
+    first_error: BaseException | None = None
+    try:
+        for f in todo:
+            pending[pool.submit(_run_shard, f, plan.dest_url, options, plan.site_map)] = f
+            if len(pending) >= workers:
+                break
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                source = pending.pop(fut)
+                try:
+                    job.shard_finished(fut.result())
+                except BrokenProcessPool:
+                    in_flight = [source, *pending.values()]
+                    raise WorkerDied(
+                        "a worker process died (killed, or out of memory) while extracting "
+                        + ", ".join(repr(s) for s in in_flight)
+                    ) from None
+                except BaseException as exc:  # the shard's own error: finish the others in flight
+                    if first_error is None:
+                        first_error = exc
+            if first_error is None:
+                for f in todo:
+                    pending[pool.submit(_run_shard, f, plan.dest_url, options, plan.site_map)] = f
+                    if len(pending) >= workers:
+                        break
+        if first_error is not None:
+            raise first_error
+    except BaseException:
+        _kill_pool(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _stop_drain(queue, drain)
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now (their temporary files are cleaned by the next run)."""
+    processes = dict(getattr(pool, "_processes", None) or {})
+    for p in processes.values():
+        try:
+            p.terminate()
+        except Exception:
+            pass
+    for p in processes.values():
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+
+
+def _start_drain(queue: Any, progress: Progress) -> threading.Thread | None:
+    if queue is None:
+        return None
+
+    def drain() -> None:
+        while (n := queue.get()) is not None:
+            progress.bytes(n)
+
+    t = threading.Thread(target=drain, name="tfrecord-numpy-progress", daemon=True)
+    t.start()
+    return t
+
+
+def _stop_drain(queue: Any, thread: threading.Thread | None) -> None:
+    if queue is not None and thread is not None:
+        queue.put(None)  # wakes the drain thread at once
+        thread.join(timeout=5)
+

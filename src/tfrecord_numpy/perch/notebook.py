@@ -1,0 +1,92 @@
+"""``read_shard``: one shard's embeddings and metadata in memory, for notebooks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from ..framing import RecordScanner
+from ..reader import iter_record_views
+from ..storage import open_source
+from .direct import DoesNotFit, iter_a2o_into
+from .names import load_site_mapping
+from .options import ExtractOptions
+from .plan import source_size
+from .records import RecordStats, consume_records
+from .rows import RowEncoder
+from .shard import predict_layout
+
+
+def read_shard(
+    source: str | os.PathLike[str],
+    *,
+    sites: str | os.PathLike[str] | dict | None = None,
+    hop_seconds: float = 5,
+    compression: str | None = "auto",
+    on_unknown_site: str = "error",
+    storage_options: dict | None = None,
+) -> tuple[np.ndarray, list[dict]]:
+    """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use.
+
+    The same values the job writes to ``<stem>.npy`` and ``<stem>.json``
+    (an empty shard gives the notebook's ``np.array([])``).  Where the row
+    count can be read off the records' first bytes (an uncompressed local
+    file), each record's rows are copied once, into one preallocated array.
+    """
+    options = ExtractOptions.build(
+        hop_seconds=hop_seconds, compression=compression, on_unknown_site=on_unknown_site,
+        storage_options=storage_options,
+    )
+    site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
+    src = os.fspath(source)
+    direct = _read_shard_direct(src, options, site_map)
+    if direct is not None:
+        return direct
+    opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
+    try:
+        scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=src)
+        encoder = RowEncoder(site_map, options, src)
+        blocks: list[np.ndarray] = []
+        texts: list[str] = []
+
+        def emit(block: np.ndarray, rows: list[str]) -> None:
+            texts.extend(rows)
+            blocks.append(block.copy())  # the view is only valid until the next record
+
+        consume_records(iter_record_views(opened.stream, scanner), src, options, encoder, emit, RecordStats())
+    finally:
+        opened.close()
+    # an empty shard: what the notebook's np.save(path, []) holds
+    emb = np.concatenate(blocks) if blocks else np.array([])
+    return emb, json.loads("[" + ", ".join(texts) + "]")
+
+
+def _read_shard_direct(src: str, options: ExtractOptions, site_map: dict) -> tuple[np.ndarray, list[dict]] | None:
+    """read_shard for an uncompressed local shard whose rows can be predicted:
+    the tensor bytes are read straight into one preallocated array.  None
+    (nothing done) where that does not apply or a record does not fit."""
+    opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
+    try:
+        predicted = predict_layout(src, opened, options, source_size(src, options.storage_options))
+        if predicted is None:
+            return None
+        rows, layout = predicted
+        out = np.empty((rows, layout.shape[2]), dtype=layout.dtype)
+        encoder = RowEncoder(site_map, options, src)
+        texts: list[str] = []
+        filled = 0
+        try:
+            for index, offset, rec, row in iter_a2o_into(
+                opened.stream, out, path=src, max_record_bytes=options.max_record_bytes
+            ):
+                texts.extend(encoder.rows(rec, index, offset))
+                filled = row + rec.embedding.shape[0] * rec.embedding.shape[1]
+        except DoesNotFit:
+            return None
+    finally:
+        opened.close()
+    if filled != rows:
+        return None
+    return out, json.loads("[" + ", ".join(texts) + "]")

@@ -1,0 +1,97 @@
+"""The one options object of the extraction job, shared by every engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..framing import DEFAULT_MAX_RECORD_BYTES
+from ..storage import normalize_compression
+
+ON_CORRUPT = ("error", "skip")
+ON_UNKNOWN_SITE = ("error", "null")
+
+Sources = str | os.PathLike[str] | list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]
+Sites = str | os.PathLike[str] | dict[str, Any] | None
+
+
+@dataclass
+class ExtractOptions:
+    """Everything a run of the job is told, for the local pool and Dask alike.
+
+    The decoding options (hop, compression, corrupt and unknown-site
+    handling) decide a shard's output and go into the manifest's
+    fingerprint; the rest say how the run behaves.
+    """
+
+    hop_seconds: float = 5
+    compression: str | None = "auto"
+    on_corrupt: str = "error"
+    on_unknown_site: str = "error"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    sites: Sites = None
+    overwrite: bool = False
+    quiet: bool = False
+    summary_json: str | os.PathLike[str] | None = None
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> ExtractOptions:
+        """Options from the API's keywords, validated; unknown keywords are a ``TypeError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unexpected extraction option(s): {', '.join(unknown)}")
+        kwargs["storage_options"] = dict(kwargs.get("storage_options") or {})
+        options = cls(**kwargs)
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        if self.on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, not {self.on_corrupt!r}")
+        if self.on_unknown_site not in ON_UNKNOWN_SITE:
+            raise ValueError(f"on_unknown_site must be one of {ON_UNKNOWN_SITE}, not {self.on_unknown_site!r}")
+        self.compression = normalize_compression(self.compression)
+        if isinstance(self.hop_seconds, bool) or not (
+            isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0
+        ):
+            raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
+        if isinstance(self.max_record_bytes, bool) or int(self.max_record_bytes) < 1:
+            raise ValueError(f"max_record_bytes must be a positive integer, not {self.max_record_bytes!r}")
+
+    def for_workers(self) -> ExtractOptions:
+        """A copy without what only the parent needs (the site source, the summary path)."""
+        return ExtractOptions(
+            hop_seconds=self.hop_seconds,
+            compression=self.compression,
+            on_corrupt=self.on_corrupt,
+            on_unknown_site=self.on_unknown_site,
+            max_record_bytes=self.max_record_bytes,
+            storage_options=self.storage_options,
+        )
+
+    def fingerprint(self, site_map: dict[str, Any]) -> str:
+        """sha256 of what decides a shard's output (options and the site mapping)."""
+        blob = json.dumps(
+            {
+                "hop_seconds": self.hop_seconds,
+                "on_unknown_site": self.on_unknown_site,
+                "on_corrupt": self.on_corrupt,
+                "sites": site_map,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def shard_stem(source: str) -> str:
+    """The notebook's output name: the file name up to its first '.'."""
+    name = source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.split(".")[0]
+    if not stem or stem in (".", "..") or "/" in stem or "\x00" in stem:
+        raise ValueError(f"shard name {name!r} gives no usable output name")
+    return stem

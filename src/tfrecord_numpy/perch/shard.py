@@ -1,0 +1,155 @@
+"""One shard: records stream from the reader's buffer into its ``.npy`` and ``.json``.
+
+The outputs are written under temporary names and published atomically;
+the returned dict is the shard's manifest entry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fsspec.core import url_to_fs
+
+from ..atomic import AtomicFile
+from ..framing import HEADER_BYTES, OVERHEAD_BYTES, RecordScanner, check_header
+from ..reader import iter_record_views
+from ..remote import should_use_remote
+from ..storage import OpenedSource, open_source
+from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout
+from .manifest import output_paths
+from .options import ExtractOptions, shard_stem
+from .outputs import JsonArrayWriter, NpyStreamWriter, StreamHasher
+from .plan import source_size
+from .records import RecordStats, consume_records
+from .rows import RowEncoder
+
+
+def extract_shard(
+    source: str,
+    dest: str,
+    options: ExtractOptions,
+    sites: dict,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Extract one shard into ``dest``; returns its manifest entry."""
+    stem = shard_stem(source)
+    fs, root = url_to_fs(dest, **options.storage_options)
+    root = root.rstrip("/")
+    rel = output_paths(stem)
+    npy_final = f"{root}/{rel['embeddings']}"
+    json_final = f"{root}/{rel['metadata']}"
+    fs.makedirs(f"{root}/embeddings", exist_ok=True)
+    fs.makedirs(f"{root}/metadata", exist_ok=True)
+    started = time.perf_counter()
+    opened = open_source(source, compression=options.compression, storage_options=options.storage_options)
+    scanner = RecordScanner(
+        max_record_bytes=options.max_record_bytes,
+        path=source,
+        skip_corrupt=options.on_corrupt == "skip",
+    )
+    encoder = RowEncoder(sites, options, source)
+    size = source_size(source, options.storage_options)
+    npy_out = AtomicFile(fs, npy_final)
+    json_out = AtomicFile(fs, json_final)
+    stats = RecordStats()
+    last_pos = 0
+    # with the row count known up front the .npy header is final at once, so
+    # the bytes are hashed as they are written (a spooled upload hashes itself)
+    rows_hint = None if npy_out.spooled else predict_rows(source, opened, options, size)
+    hasher = StreamHasher() if rows_hint else None
+
+    def emit(block: np.ndarray, rows: list[str]) -> None:
+        nonlocal last_pos
+        meta.write_encoded(rows)
+        npy.write(block)
+        if progress is not None:
+            pos = opened.raw_position()
+            if pos > last_pos:
+                progress(pos - last_pos)
+                last_pos = pos
+
+    npy_sha = None
+    try:
+        npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
+        meta = JsonArrayWriter(json_out.f)
+        consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats)
+        npy.close()
+        meta.close()
+        if hasher is not None:
+            if npy.header_rewritten:  # the prediction missed: hash after publishing
+                hasher.cancel()
+            else:
+                npy_sha = hasher.result()
+        npy_out.commit()
+        json_out.commit()
+    except BaseException:
+        if hasher is not None:
+            hasher.cancel()
+        npy_out.abort()
+        json_out.abort()
+        raise
+    finally:
+        opened.close()
+    if progress is not None and size and size > last_pos:
+        progress(size - last_pos)
+    skipped = [str(e) for e in scanner.skipped] + stats.decode_skipped
+    return {
+        "source": source,
+        "source_size": size,
+        "records": stats.records,
+        "rows": npy.rows,
+        "dtype": None if npy.dtype is None else npy.dtype.name,
+        "dim": npy.dim,
+        # a hash still None is filled in by finalize_entry(), off the decoding path
+        "embeddings": {
+            "path": rel["embeddings"], "bytes": fs.size(npy_final), "sha256": npy_out.sha256 or npy_sha,
+        },
+        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), "sha256": meta.sha256},
+        "skipped": {
+            "corrupt_records": len(skipped),
+            "errors": skipped[:100],
+            "truncated_tail": None if scanner.truncated_tail is None else str(scanner.truncated_tail),
+        },
+        "unknown_site_rows": encoder.unknown_sites,
+        "seconds": round(time.perf_counter() - started, 6),
+    }
+
+
+def predict_layout(
+    source: str, opened: OpenedSource, options: ExtractOptions, size: int | None
+) -> tuple[int, EmbeddingLayout] | None:
+    """(rows, the first record's embedding layout) of an uncompressed local
+    shard, read off the first bytes of each record (a seek and a small read
+    per record), or None if that does not show plainly.  Only a hint: the
+    real pass checks everything."""
+    if opened.compression is not None or not size or should_use_remote(source):
+        return None
+    fs, path = url_to_fs(source, **options.storage_options)
+    rows = pos = 0
+    first = None
+    with fs.open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(HEADER_BYTES + PREFIX_BYTES)
+            if len(head) < HEADER_BYTES:
+                return None
+            length = check_header(head, max_record_bytes=options.max_record_bytes)
+            if length < 0 or pos + OVERHEAD_BYTES + length > size:
+                return None
+            layout = embedding_layout(memoryview(head)[HEADER_BYTES : HEADER_BYTES + min(length, PREFIX_BYTES)], length)
+            if layout is None:
+                return None
+            first = first or layout
+            rows += layout.shape[0] * layout.shape[1]
+            pos += OVERHEAD_BYTES + length
+    return (rows, first) if first is not None else None
+
+
+def predict_rows(source: str, opened: OpenedSource, options: ExtractOptions, size: int | None) -> int | None:
+    """The rows :func:`predict_layout` reads off a shard, or None."""
+    predicted = predict_layout(source, opened, options, size)
+    return None if predicted is None else predicted[0]
