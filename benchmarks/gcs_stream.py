@@ -33,14 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the emulator launcher the tests use
 
 from gcs_emulator import GCSEmulator, emulator_binary  # noqa: E402
-
 from tfrecord_numpy import read_records  # noqa: E402
-from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.a2o import extract  # noqa: E402
 from tfrecord_numpy.framing import RecordScanner  # noqa: E402
+from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
+from tfrecord_numpy.perch.synth import write_a2o_shard_of_size  # noqa: E402
 from tfrecord_numpy.reader import iter_record_views  # noqa: E402
 from tfrecord_numpy.storage import open_source  # noqa: E402
-from tfrecord_numpy.perch.synth import write_a2o_shard_of_size  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -98,14 +97,20 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as out:
                     extract([url], out, sites=None, workers=1, quiet=True, storage_options=opts)
 
-            rows = [("raw gcsfs read, 8 MiB blocks", raw), ("raw gcsfs cat_file", raw_cat),
-                    ("read_records (CRCs verified)", records), ("decode every embedding", decode),
-                    ("extract to local npy + json", extraction)]
+            rows = [
+                ("raw gcsfs read, 8 MiB blocks", raw),
+                ("raw gcsfs cat_file", raw_cat),
+                ("read_records (CRCs verified)", records),
+                ("decode every embedding", decode),
+                ("extract to local npy + json", extraction),
+            ]
             raw()  # warm the connection pool
             results = [(name, median_time(fn, args.repeats)) for name, fn in rows]
             base = results[0][1]
-            print(f"object: {size / 1e6:.1f} MB on fake-gcs-server (memory backend, 127.0.0.1); "
-                  f"median of {args.repeats}\n")
+            print(
+                f"object: {size / 1e6:.1f} MB on fake-gcs-server (memory backend, 127.0.0.1); "
+                f"median of {args.repeats}\n"
+            )
             print("| reading | s | MB/s | × raw gcsfs read |")
             print("|---|---:|---:|---:|")
             for name, secs in results:

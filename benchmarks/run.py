@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 
 import tfrecord_numpy
-from tfrecord_numpy.perch.records import decode_a2o_record
 from tfrecord_numpy.a2o import extract
 from tfrecord_numpy.framing import RecordScanner
+from tfrecord_numpy.perch.records import decode_a2o_record
+from tfrecord_numpy.perch.synth import write_a2o_shard_of_size
 from tfrecord_numpy.reader import iter_record_views, read_records
 from tfrecord_numpy.storage import open_source
-from tfrecord_numpy.perch.synth import write_a2o_shard_of_size
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -108,8 +108,15 @@ def _load_cached(path: Path, want: dict) -> Input | None:
 
 def _save_meta(inp: Input, want: dict) -> None:
     info = dict(want)
-    info.update(records=inp.records, rows=inp.rows, dims=inp.dims, dtype=inp.dtype, size=inp.size,
-                data_size=inp.data_size, compression=inp.compression)
+    info.update(
+        records=inp.records,
+        rows=inp.rows,
+        dims=inp.dims,
+        dtype=inp.dtype,
+        size=inp.size,
+        data_size=inp.data_size,
+        compression=inp.compression,
+    )
     _meta_path(inp.path).write_text(json.dumps(info, indent=1))
 
 
@@ -433,9 +440,14 @@ class Result:
         return f"{min(self.times):.3f}-{max(self.times):.3f}"
 
 
-def run_round_robin(inp: Input, benches: list[tuple[str, Callable[[Input], int]]], repeats: int,
-                    log=print, check: Callable[[str], None] | None = None,
-                    setup: dict[str, Callable[[], None]] | None = None) -> dict[str, Result]:
+def run_round_robin(
+    inp: Input,
+    benches: list[tuple[str, Callable[[Input], int]]],
+    repeats: int,
+    log=print,
+    check: Callable[[str], None] | None = None,
+    setup: dict[str, Callable[[], None]] | None = None,
+) -> dict[str, Result]:
     """Run every bench ``repeats`` times, interleaved; returns name -> Result.
 
     ``setup[name]`` runs untimed before each run of that bench (e.g. removing the previous
@@ -534,8 +546,9 @@ def machine_info() -> dict:
     from google.protobuf.internal import api_implementation
 
     try:
-        import tfrecord  # noqa: F401
         from importlib.metadata import version
+
+        import tfrecord  # noqa: F401
 
         tfrecord_v = version("tfrecord")
     except Exception:
@@ -610,8 +623,9 @@ def rss_of_extraction(inp: Input, dest: Path, runs: int) -> dict:
     """Peak RSS of extracting ``inp`` in a fresh ``python -c`` child; max over runs."""
     out = []
     for _ in range(runs):
-        p = subprocess.run([sys.executable, "-c", _RSS_LAUNCHER, _RSS_CHILD, str(inp.path), str(dest)],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-c", _RSS_LAUNCHER, _RSS_CHILD, str(inp.path), str(dest)], capture_output=True, text=True
+        )
         if p.returncode:
             raise RuntimeError(f"RSS child failed:\n{p.stderr}")
         info = json.loads(p.stdout.strip().splitlines()[-1])
@@ -697,19 +711,39 @@ def footprint(workdir: Path, first_record_file: Path, runs: int = 5, log=print) 
         if d.exists():
             shutil.rmtree(d)
     # install from a copy so that building the wheel leaves no build/ or egg-info in the work tree
-    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist", ".venv*", "benchmarks",
-                                    ".pytest_cache", ".hypothesis", ".ci-venvs", "bench-out")
+    ignore = shutil.ignore_patterns(
+        ".git",
+        "__pycache__",
+        "*.egg-info",
+        "build",
+        "dist",
+        ".venv*",
+        "benchmarks",
+        ".pytest_cache",
+        ".hypothesis",
+        ".ci-venvs",
+        "bench-out",
+    )
     shutil.copytree(PROJECT, src, ignore=ignore)
     log("  creating venv ...")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     before = _du_mb(site)
     log("  pip install (non-editable, runtime dependencies only) ...")
     t = time.perf_counter()
-    p = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(src)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(src)],
+        capture_output=True,
+        text=True,
+    )
     install_s = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(f"pip install failed:\n{p.stdout}\n{p.stderr}")
@@ -721,8 +755,12 @@ def footprint(workdir: Path, first_record_file: Path, runs: int = 5, log=print) 
             continue
         entries.append((_du_mb(e) if e.is_dir() else e.stat().st_size / MB, e.name))
     entries.sort(reverse=True)
-    dists = subprocess.run([str(py), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
-                           capture_output=True, text=True, check=True).stdout.split()
+    dists = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     # per-distribution size (from each RECORD) and the dependency graph, to see what each direct
     # dependency brings along
     p = subprocess.run([str(py), "-c", _DIST_SIZES], capture_output=True, text=True, check=True)
@@ -751,8 +789,9 @@ def footprint(workdir: Path, first_record_file: Path, runs: int = 5, log=print) 
     watch = ("tfrecord_numpy", "numpy", "fsspec", "asyncio", "google.protobuf", "crc32c", "tqdm", "gcsfs")
     itimes: dict[str, list[float]] = {}
     for _ in range(3):
-        p = subprocess.run([str(py), "-X", "importtime", "-c", "import tfrecord_numpy"],
-                           capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [str(py), "-X", "importtime", "-c", "import tfrecord_numpy"], capture_output=True, text=True, check=True
+        )
         for line in p.stderr.splitlines():
             parts = line.split("|")
             if len(parts) == 3 and parts[2].strip() in watch:
@@ -810,11 +849,15 @@ def throughput_table(title: str, rows: list[tuple[str, Result, str, str]], gzip_
     """rows: (label, result, x-limit cell, vs-peer cell)."""
     out = [f"### {title}", ""]
     if gzip_cols:
-        out += ["| benchmark | median s (min-max) | MB/s (gz file) | MB/s (inflated) | records/s | × limit | vs peers |",
-                "|---|---:|---:|---:|---:|---:|---|"]
+        out += [
+            "| benchmark | median s (min-max) | MB/s (gz file) | MB/s (inflated) | records/s | × limit | vs peers |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
     else:
-        out += ["| benchmark | median s (min-max) | MB/s | records/s | × limit | vs peers |",
-                "|---|---:|---:|---:|---:|---|"]
+        out += [
+            "| benchmark | median s (min-max) | MB/s | records/s | × limit | vs peers |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
     for label, r, xl, vs in rows:
         if r.skipped:
             cols = 7 if gzip_cols else 6
@@ -833,9 +876,15 @@ def summary_table(files, all_results, gz, gres, rss_inputs, rss, mrows, fp) -> l
     """The headline numbers in one table (the README shows this table)."""
     labels = [i.label for i in files.values()]
     head = "| measure | " + " | ".join(f"{files[s].mb:.0f} MB file" for s in files) + " |"
-    out = ["## Summary", "", "MB/s of input file; × limit = our speed / the read+crc32c limit's; "
-           "× peer = peer's time / ours. Medians; details in the sections below.", "", head,
-           "|---|" + "---:|" * len(files)]
+    out = [
+        "## Summary",
+        "",
+        "MB/s of input file; × limit = our speed / the read+crc32c limit's; "
+        "× peer = peer's time / ours. Medians; details in the sections below.",
+        "",
+        head,
+        "|---|" + "---:|" * len(files),
+    ]
 
     def row(name: str, cell) -> None:
         out.append(f"| {name} | " + " | ".join(cell(all_results[lb]) for lb in labels) + " |")
@@ -847,66 +896,119 @@ def summary_table(files, all_results, gz, gres, rss_inputs, rss, mrows, fp) -> l
         return f"{lim.median / r.median:.2f}"
 
     row("(a) limit: readinto 8 MiB + crc32c, MB/s", lambda res: mbs(res["limit"]))
-    row("(b) `read_records`, CRCs verified: MB/s (× limit)",
-        lambda res: f"{mbs(res['read_records verify'])} ({x(res['read_records verify'], res['limit'])})")
-    row("(b) `read_records(verify=False)`: MB/s (× limit)",
-        lambda res: f"{mbs(res['read_records noverify'])} ({x(res['read_records noverify'], res['limit'])})")
-    row("(b) peer `tfrecord_iterator` (no CRC checks): MB/s (× limit)",
-        lambda res: "n/a" if res["peer tfrecord_iterator"].skipped else
-        f"{mbs(res['peer tfrecord_iterator'])} ({x(res['peer tfrecord_iterator'], res['limit'])})")
-    row("(c) decode into a preallocated array: MB/s (× limit)",
-        lambda res: f"{mbs(res['decode'])} ({x(res['decode'], res['limit'])})")
+    row(
+        "(b) `read_records`, CRCs verified: MB/s (× limit)",
+        lambda res: f"{mbs(res['read_records verify'])} ({x(res['read_records verify'], res['limit'])})",
+    )
+    row(
+        "(b) `read_records(verify=False)`: MB/s (× limit)",
+        lambda res: f"{mbs(res['read_records noverify'])} ({x(res['read_records noverify'], res['limit'])})",
+    )
+    row(
+        "(b) peer `tfrecord_iterator` (no CRC checks): MB/s (× limit)",
+        lambda res: (
+            "n/a"
+            if res["peer tfrecord_iterator"].skipped
+            else f"{mbs(res['peer tfrecord_iterator'])} ({x(res['peer tfrecord_iterator'], res['limit'])})"
+        ),
+    )
+    row(
+        "(c) decode into a preallocated array: MB/s (× limit)",
+        lambda res: f"{mbs(res['decode'])} ({x(res['decode'], res['limit'])})",
+    )
     row("(c) … records/s", lambda res: f"{res['decode'].rec_s:,.0f}")
-    row("(c) tensor bytes read straight into the array (`read_shard`'s path): MB/s (× limit)",
-        lambda res: f"{mbs(res['decode direct'])} ({x(res['decode direct'], res['limit'])})")
-    row("(c) … × protobuf `Example`+`TensorProto` peer", lambda res: fmt_ratio(res["decode"], res["peer decode protobuf"]))
-    row("(c) … × `tfrecord.tfrecord_loader` peer",
-        lambda res: fmt_ratio(res["decode"], res["peer decode tfrecord_loader"]) or "n/a")
-    row("(c) … × TensorFlow notebook pipeline",
-        lambda res: fmt_ratio(res["decode"], res["peer decode tensorflow"]) or "skipped (not importable)")
-    row("(d) extraction to npy + json, workers=1: MB/s (× limit)",
-        lambda res: f"{mbs(res['extract'])} ({x(res['extract'], res['limit'])})")
-    row("(d) … × its I/O floor (read + write + sha256 the same bytes)",
-        lambda res: f"{res['extract limit'].median / res['extract'].median:.2f}")
-    out.append(f"| (d) gzip copy of the {files[min(files)].mb:.0f} MB file ({gz.mb:.0f} MB): extraction MB/s of .gz "
-               f"(inflated MB/s; × gzip limit) | {gres['extract'].mb_s:,.0f} ({gres['extract'].data_mb_s:,.0f}; "
-               f"{gres['limit'].median / gres['extract'].median:.2f})" + " |" * len(files))
-    rss_cells = ", ".join(f"{inp.mb:.0f} MB: {max(rss[s]['maxrss_mb'], rss[s]['hwm_mb']):.1f} MB"
-                          for s, inp in rss_inputs.items())
-    out.append(f"| (d) peak RSS of extraction in a fresh process (target ≤ 150 MB, flat) | {rss_cells}" + " |" * len(files))
+    row(
+        "(c) tensor bytes read straight into the array (`read_shard`'s path): MB/s (× limit)",
+        lambda res: f"{mbs(res['decode direct'])} ({x(res['decode direct'], res['limit'])})",
+    )
+    row(
+        "(c) … × protobuf `Example`+`TensorProto` peer",
+        lambda res: fmt_ratio(res["decode"], res["peer decode protobuf"]),
+    )
+    row(
+        "(c) … × `tfrecord.tfrecord_loader` peer",
+        lambda res: fmt_ratio(res["decode"], res["peer decode tfrecord_loader"]) or "n/a",
+    )
+    row(
+        "(c) … × TensorFlow notebook pipeline",
+        lambda res: fmt_ratio(res["decode"], res["peer decode tensorflow"]) or "skipped (not importable)",
+    )
+    row(
+        "(d) extraction to npy + json, workers=1: MB/s (× limit)",
+        lambda res: f"{mbs(res['extract'])} ({x(res['extract'], res['limit'])})",
+    )
+    row(
+        "(d) … × its I/O floor (read + write + sha256 the same bytes)",
+        lambda res: f"{res['extract limit'].median / res['extract'].median:.2f}",
+    )
+    out.append(
+        f"| (d) gzip copy of the {files[min(files)].mb:.0f} MB file ({gz.mb:.0f} MB): extraction MB/s of .gz "
+        f"(inflated MB/s; × gzip limit) | {gres['extract'].mb_s:,.0f} ({gres['extract'].data_mb_s:,.0f}; "
+        f"{gres['limit'].median / gres['extract'].median:.2f})" + " |" * len(files)
+    )
+    rss_cells = ", ".join(
+        f"{inp.mb:.0f} MB: {max(rss[s]['maxrss_mb'], rss[s]['hwm_mb']):.1f} MB" for s, inp in rss_inputs.items()
+    )
+    out.append(
+        f"| (d) peak RSS of extraction in a fresh process (target ≤ 150 MB, flat) | {rss_cells}" + " |" * len(files)
+    )
     for label, total, w1, w2 in mrows[:-1]:
-        out.append(f"| (f) extraction of {label}: workers=2 speedup over workers=1 | "
-                   f"{w1.median / w2.median:.2f}× ({w1.mb_s:,.0f} → {w2.mb_s:,.0f} MB/s)" + " |" * len(files))
+        out.append(
+            f"| (f) extraction of {label}: workers=2 speedup over workers=1 | "
+            f"{w1.median / w2.median:.2f}× ({w1.mb_s:,.0f} → {w2.mb_s:,.0f} MB/s)" + " |" * len(files)
+        )
     if fp is not None:
-        out.append(f"| (g) footprint: site-packages of a fresh venv (of which pip/setuptools) | "
-                   f"{fp['site_mb']:.0f} MB ({fp['pip_setuptools_mb']:.0f} MB)" + " |" * len(files))
-        out.append(f"| (g) cold start: `import tfrecord_numpy` + first record, wall | {fp['wall_s'] * 1000:.0f} ms"
-                   + " |" * len(files))
+        out.append(
+            f"| (g) footprint: site-packages of a fresh venv (of which pip/setuptools) | "
+            f"{fp['site_mb']:.0f} MB ({fp['pip_setuptools_mb']:.0f} MB)" + " |" * len(files)
+        )
+        out.append(
+            f"| (g) cold start: `import tfrecord_numpy` + first record, wall | {fp['wall_s'] * 1000:.0f} ms"
+            + " |" * len(files)
+        )
     out.append("")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default=None, help="input sizes in MB, comma-separated (default 200,600)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed runs per benchmark; the median is reported (default 5)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: --sizes 50 --repeats 3, small memory and multi-shard inputs")
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per benchmark; the median is reported (default 5)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: --sizes 50 --repeats 3, small memory and multi-shard inputs"
+    )
     ap.add_argument("--rss-sizes", default=None, help="MB sizes for the peak-RSS check (default 150,<largest size>)")
-    ap.add_argument("--multi", default=None,
-                    help="multi-shard inputs as COUNTxMB, comma-separated (default 4x100,8x200)")
-    ap.add_argument("--footprint", action="store_true", help="also measure a fresh venv install and cold-start time (a minute or two)")
+    ap.add_argument(
+        "--multi", default=None, help="multi-shard inputs as COUNTxMB, comma-separated (default 4x100,8x200)"
+    )
+    ap.add_argument(
+        "--footprint",
+        action="store_true",
+        help="also measure a fresh venv install and cold-start time (a minute or two)",
+    )
     ap.add_argument("--profile", action="store_true", help="also cProfile the decode (c) and extraction (d) paths once")
-    ap.add_argument("--pb-reuse", action="store_true",
-                    help="also time the protobuf peer re-parsing into one reused message (slow, memory grows)")
+    ap.add_argument(
+        "--pb-reuse",
+        action="store_true",
+        help="also time the protobuf peer re-parsing into one reused message (slow, memory grows)",
+    )
     ap.add_argument("--workdir", default="/tmp/tfrecord-numpy-bench", help="scratch directory for inputs and outputs")
-    ap.add_argument("--out", default=None, help="markdown output (default benchmarks/results/latest.md; quick.md with --quick)")
+    ap.add_argument(
+        "--out", default=None, help="markdown output (default benchmarks/results/latest.md; quick.md with --quick)"
+    )
     args = ap.parse_args(argv)
 
     sizes = [float(s) for s in (args.sizes or ("50" if args.quick else "200,600")).split(",") if s.strip()]
     repeats = args.repeats or (3 if args.quick else 5)
     rss_sizes = [float(s) for s in (args.rss_sizes or ("20,50" if args.quick else f"150,{max(sizes):g}")).split(",")]
-    multi_specs = [(int(c), float(m)) for c, m in
-                   (x.lower().split("x") for x in (args.multi or ("4x15" if args.quick else "4x100,8x200")).split(","))]
+    multi_specs = [
+        (int(c), float(m))
+        for c, m in (x.lower().split("x") for x in (args.multi or ("4x15" if args.quick else "4x100,8x200")).split(","))
+    ]
     out_md = Path(args.out) if args.out else HERE / "results" / ("quick.md" if args.quick else "latest.md")
     work = Path(args.workdir)
     inputs_dir = work / "inputs"
@@ -932,14 +1034,23 @@ def main(argv: list[str] | None = None) -> int:
     for m_count, m_mb in multi_specs:
         d = inputs_dir / f"multi_{m_count}x{m_mb:g}MB"
         d.mkdir(exist_ok=True)
-        multis.append((f"{m_count} × {m_mb:g} MB", d,
-                       [shard(d, f"shard_{i:02d}.tfrecord", m_mb, seed=i + 1, log=log) for i in range(m_count)]))
+        multis.append(
+            (
+                f"{m_count} × {m_mb:g} MB",
+                d,
+                [shard(d, f"shard_{i:02d}.tfrecord", m_mb, seed=i + 1, log=log) for i in range(m_count)],
+            )
+        )
     tiny_dir = inputs_dir / "tiny"
     tiny_dir.mkdir(exist_ok=True)
     tiny = [shard(tiny_dir, f"tiny_{i:02d}.tfrecord", 0.3, seed=i + 1, log=log) for i in range(2)]
     multis.append((f"{len(tiny)} × 1 record", tiny_dir, tiny))
-    all_files = [i.path for i in files.values()] + [gz.path] + [i.path for i in rss_inputs.values()] + \
-        [m.path for _, _, ms in multis for m in ms]
+    all_files = (
+        [i.path for i in files.values()]
+        + [gz.path]
+        + [i.path for i in rss_inputs.values()]
+        + [m.path for _, _, ms in multis for m in ms]
+    )
     log("disk write speed ...")
     disk_mb_s = disk_write_mb_s(outputs_dir, (256 if args.quick else 1024) << 20)
     log("warming the page cache ...")
@@ -948,8 +1059,11 @@ def main(argv: list[str] | None = None) -> int:
     md: list[str] = []
     md += ["# tfrecord-numpy benchmarks", ""]
     cmd = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    md += [f"`{cmd.strip()}` — {started:%Y-%m-%d %H:%M} UTC, {repeats} repeats per number (median; min-max in brackets), "
-           "warm page cache, benchmarks of one input interleaved round-robin.", ""]
+    md += [
+        f"`{cmd.strip()}` — {started:%Y-%m-%d %H:%M} UTC, {repeats} repeats per number (median; min-max in brackets), "
+        "warm page cache, benchmarks of one input interleaved round-robin.",
+        "",
+    ]
     md += ["## Machine", ""]
     md += [
         f"- CPU: {info['cpu']}, {info['cores']} cores ({info['affinity']} usable), RAM {info['ram_gib']:.1f} GiB, Linux {info['kernel']}",
@@ -964,34 +1078,44 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     summary_at = len(md)  # the summary table goes here once everything is measured
-    md += ["## Inputs", "",
-           f"A2O/Perch-schema shards written by `tfrecord_numpy.perch.synth.write_a2o_shard_of_size` "
-           f"(embedding float32 [{GEN['windows']}, {GEN['channels']}, {GEN['dims']}] per record as a serialized "
-           "TensorProto, plus `filename`, `timestamp_s`, `embedding_shape`). MB = 10^6 bytes of input file.", "",
-           "| file | MB | records | embedding rows | bytes/record |", "|---|---:|---:|---:|---:|"]
+    md += [
+        "## Inputs",
+        "",
+        f"A2O/Perch-schema shards written by `tfrecord_numpy.perch.synth.write_a2o_shard_of_size` "
+        f"(embedding float32 [{GEN['windows']}, {GEN['channels']}, {GEN['dims']}] per record as a serialized "
+        "TensorProto, plus `filename`, `timestamp_s`, `embedding_shape`). MB = 10^6 bytes of input file.",
+        "",
+        "| file | MB | records | embedding rows | bytes/record |",
+        "|---|---:|---:|---:|---:|",
+    ]
     listed = list({i.path: i for i in [*files.values(), gz, *rss_inputs.values()]}.values())
     for i in listed:
         md.append(f"| {i.label} | {i.mb:.1f} | {i.records:,} | {i.rows:,} | {i.data_size / i.records:,.0f} |")
     for _, d, ms in multis[:-1]:
-        md.append(f"| {d.name}/shard_*.tfrecord ({len(ms)} files) | {sum(m.size for m in ms) / MB:.1f} | "
-                  f"{sum(m.records for m in ms):,} | {sum(m.rows for m in ms):,} | {ms[0].data_size / ms[0].records:,.0f} |")
+        md.append(
+            f"| {d.name}/shard_*.tfrecord ({len(ms)} files) | {sum(m.size for m in ms) / MB:.1f} | "
+            f"{sum(m.records for m in ms):,} | {sum(m.rows for m in ms):,} | {ms[0].data_size / ms[0].records:,.0f} |"
+        )
     md.append("")
 
     # ---- throughput per uncompressed size
     md += ["## Throughput", ""]
-    md += ["- **limit**: `readinto` of 8 MiB blocks into one reused buffer + `crc32c` over every byte "
-           "(what a verified read cannot beat); *read only* drops the CRC.",
-           "- **× limit** = our throughput / the limit's; **vs peers** = peer's time / ours (above 1: we are faster).",
-           "- `tfrecord` (PyPI) checks neither CRC; the *protobuf* peer uses our framing (CRCs checked) and "
-           "differs only in the decoding: a fresh `example_pb2.Example.FromString(view)` per record, then "
-           "`tensor_pb2.TensorProto.FromString` + `np.frombuffer(tensor_content)` (re-parsing into one reused "
-           "message with `ParseFromString` is ~3× slower under upb and its memory grows with every record; "
-           "`--pb-reuse` times it).",
-           "- decode rows copy each record's [T·C, D] block into one preallocated `np.empty((rows, D))` (pre-faulted).",
-           "- extraction = `extract([file], tmpdir, workers=1, quiet=True, overwrite=True)` into an empty directory "
-           "(previous run's outputs removed and `sync` run, untimed): npy + json written, "
-           "outputs hashed (sha256) for the manifest. Its *I/O floor* reads the input as the limit does, writes "
-           "the same number of bytes to a new file in the output directory and reads them back through sha256.", ""]
+    md += [
+        "- **limit**: `readinto` of 8 MiB blocks into one reused buffer + `crc32c` over every byte "
+        "(what a verified read cannot beat); *read only* drops the CRC.",
+        "- **× limit** = our throughput / the limit's; **vs peers** = peer's time / ours (above 1: we are faster).",
+        "- `tfrecord` (PyPI) checks neither CRC; the *protobuf* peer uses our framing (CRCs checked) and "
+        "differs only in the decoding: a fresh `example_pb2.Example.FromString(view)` per record, then "
+        "`tensor_pb2.TensorProto.FromString` + `np.frombuffer(tensor_content)` (re-parsing into one reused "
+        "message with `ParseFromString` is ~3× slower under upb and its memory grows with every record; "
+        "`--pb-reuse` times it).",
+        "- decode rows copy each record's [T·C, D] block into one preallocated `np.empty((rows, D))` (pre-faulted).",
+        "- extraction = `extract([file], tmpdir, workers=1, quiet=True, overwrite=True)` into an empty directory "
+        "(previous run's outputs removed and `sync` run, untimed): npy + json written, "
+        "outputs hashed (sha256) for the manifest. Its *I/O floor* reads the input as the limit does, writes "
+        "the same number of bytes to a new file in the output directory and reads them back through sha256.",
+        "",
+    ]
     all_results: dict[str, dict[str, Result]] = {}
     for s, inp in files.items():
         log(f"benchmarks on {inp.label} ({inp.mb:.1f} MB, {inp.records} records):")
@@ -1032,12 +1156,20 @@ def main(argv: list[str] | None = None) -> int:
         floor_dest = outputs_dir / f"floor_{inp.path.stem}"
         benches.append(("extract limit", bench_extract_limit(floor_dest)))
         benches.append(("extract", bench_extract(dest)))
-        res = run_round_robin(inp, benches, repeats, log=log, check=check,
-                              setup={"extract limit": _rmtree_fn(floor_dest), "extract": _rmtree_fn(dest)})
+        res = run_round_robin(
+            inp,
+            benches,
+            repeats,
+            log=log,
+            check=check,
+            setup={"extract limit": _rmtree_fn(floor_dest), "extract": _rmtree_fn(dest)},
+        )
         shutil.rmtree(floor_dest, ignore_errors=True)
-        for name, why in (("peer tfrecord_iterator", None if have_tfrecord else "`tfrecord` not installed"),
-                          ("peer decode tfrecord_loader", None if have_tfrecord else "`tfrecord` not installed"),
-                          ("peer decode tensorflow", None if have_tf else "`tensorflow` not importable")):
+        for name, why in (
+            ("peer tfrecord_iterator", None if have_tfrecord else "`tfrecord` not installed"),
+            ("peer decode tfrecord_loader", None if have_tfrecord else "`tfrecord` not installed"),
+            ("peer decode tensorflow", None if have_tf else "`tensorflow` not importable"),
+        ):
             if why:
                 res[name] = Result(name, inp, skipped=why)
         all_results[inp.label] = res
@@ -1059,27 +1191,70 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             ("(a) limit: readinto 8 MiB + crc32c", lim, "1.00", ""),
             ("(a) read only: readinto 8 MiB, no CRC", res["read only"], xl(res["read only"]), ""),
-            ("(b) `read_records`, CRCs verified (bytes per record)", res["read_records verify"],
-             xl(res["read_records verify"]), vs(res["read_records verify"], ("tfrecord_iterator (no CRC)", it))),
-            ("(b) `read_records(verify=False)`", res["read_records noverify"], xl(res["read_records noverify"]),
-             vs(res["read_records noverify"], ("tfrecord_iterator", it))),
-            ("(b) `iter_record_views`, CRCs verified (zero-copy views)", res["views"], xl(res["views"]),
-             vs(res["views"], ("tfrecord_iterator (no CRC)", it))),
+            (
+                "(b) `read_records`, CRCs verified (bytes per record)",
+                res["read_records verify"],
+                xl(res["read_records verify"]),
+                vs(res["read_records verify"], ("tfrecord_iterator (no CRC)", it)),
+            ),
+            (
+                "(b) `read_records(verify=False)`",
+                res["read_records noverify"],
+                xl(res["read_records noverify"]),
+                vs(res["read_records noverify"], ("tfrecord_iterator", it)),
+            ),
+            (
+                "(b) `iter_record_views`, CRCs verified (zero-copy views)",
+                res["views"],
+                xl(res["views"]),
+                vs(res["views"], ("tfrecord_iterator (no CRC)", it)),
+            ),
             ("peer: `tfrecord.reader.tfrecord_iterator` (no CRC checks)", it, xl(it), ""),
-            ("(c) decode: `iter_record_views` + `decode_a2o_record` → prealloc", res["decode"], xl(res["decode"]),
-             vs(res["decode"], ("protobuf", pbp), ("tfrecord_loader", tfl), ("tensorflow", tfp))),
-            ("(c) direct: tensor bytes `readinto` the array (`direct.iter_a2o_into`)", res["decode direct"],
-             xl(res["decode direct"]), vs(res["decode direct"], ("protobuf", pbp), ("tfrecord_loader", tfl))),
+            (
+                "(c) decode: `iter_record_views` + `decode_a2o_record` → prealloc",
+                res["decode"],
+                xl(res["decode"]),
+                vs(res["decode"], ("protobuf", pbp), ("tfrecord_loader", tfl), ("tensorflow", tfp)),
+            ),
+            (
+                "(c) direct: tensor bytes `readinto` the array (`direct.iter_a2o_into`)",
+                res["decode direct"],
+                xl(res["decode direct"]),
+                vs(res["decode direct"], ("protobuf", pbp), ("tfrecord_loader", tfl)),
+            ),
             ("peer: our framing + protobuf `Example` + `TensorProto` + `np.frombuffer` → prealloc", pbp, xl(pbp), ""),
-            *([("peer: the same, re-parsing into one reused message pair (`ParseFromString`)",
-                res["peer decode protobuf reuse"], xl(res["peer decode protobuf reuse"]), "")] if args.pb_reuse else []),
-            ("peer: `tfrecord.tfrecord_loader` (no CRC) + `TensorProto` + `np.frombuffer` → prealloc", tfl, xl(tfl), ""),
+            *(
+                [
+                    (
+                        "peer: the same, re-parsing into one reused message pair (`ParseFromString`)",
+                        res["peer decode protobuf reuse"],
+                        xl(res["peer decode protobuf reuse"]),
+                        "",
+                    )
+                ]
+                if args.pb_reuse
+                else []
+            ),
+            (
+                "peer: `tfrecord.tfrecord_loader` (no CRC) + `TensorProto` + `np.frombuffer` → prealloc",
+                tfl,
+                xl(tfl),
+                "",
+            ),
             ("peer: TensorFlow notebook pipeline", tfp, xl(tfp), ""),
-            ("(d) I/O floor: limit read + write the same bytes to a new file + sha256 read-back",
-             res["extract limit"], xl(res["extract limit"]), ""),
-            ("(d) extract → npy + json (workers=1)", res["extract"], xl(res["extract"]),
-             f"{res['extract limit'].median / res['extract'].median:.2f}× the I/O floor's speed, "
-             f"{res['decode'].median / res['extract'].median:.2f}× (c) decode's"),
+            (
+                "(d) I/O floor: limit read + write the same bytes to a new file + sha256 read-back",
+                res["extract limit"],
+                xl(res["extract limit"]),
+                "",
+            ),
+            (
+                "(d) extract → npy + json (workers=1)",
+                res["extract"],
+                xl(res["extract"]),
+                f"{res['extract limit'].median / res['extract'].median:.2f}× the I/O floor's speed, "
+                f"{res['decode'].median / res['extract'].median:.2f}× (c) decode's",
+            ),
         ]
         md += throughput_table(f"{inp.label} ({inp.mb:.1f} MB, {inp.records:,} records)", rows)
 
@@ -1099,16 +1274,23 @@ def main(argv: list[str] | None = None) -> int:
     git = gres.get("peer tfrecord_iterator")
     grows = [
         ("(a) limit: readinto 8 MiB + zlib inflate + crc32c", glim, "1.00", ""),
-        ("(b) `read_records`, CRCs verified", gres["read_records verify"],
-         f"{glim.median / gres['read_records verify'].median:.2f}",
-         f"{fmt_ratio(gres['read_records verify'], git)} tfrecord_iterator (no CRC)" if git else ""),
+        (
+            "(b) `read_records`, CRCs verified",
+            gres["read_records verify"],
+            f"{glim.median / gres['read_records verify'].median:.2f}",
+            f"{fmt_ratio(gres['read_records verify'], git)} tfrecord_iterator (no CRC)" if git else "",
+        ),
     ]
     if git:
-        grows.append(("peer: `tfrecord_iterator(compression_type='gzip')` (no CRC)", git,
-                      f"{glim.median / git.median:.2f}", ""))
-    grows.append(("(d) extract → npy + json (workers=1)", gres["extract"], f"{glim.median / gres['extract'].median:.2f}", ""))
-    md += throughput_table(f"{gz.label} (gzip level 6: {gz.mb:.1f} MB on disk, {gz.data_size / MB:.1f} MB inflated)",
-                           grows, gzip_cols=True)
+        grows.append(
+            ("peer: `tfrecord_iterator(compression_type='gzip')` (no CRC)", git, f"{glim.median / git.median:.2f}", "")
+        )
+    grows.append(
+        ("(d) extract → npy + json (workers=1)", gres["extract"], f"{glim.median / gres['extract'].median:.2f}", "")
+    )
+    md += throughput_table(
+        f"{gz.label} (gzip level 6: {gz.mb:.1f} MB on disk, {gz.data_size / MB:.1f} MB inflated)", grows, gzip_cols=True
+    )
 
     # ---- memory
     log("peak RSS of extraction in fresh subprocesses ...")
@@ -1119,24 +1301,34 @@ def main(argv: list[str] | None = None) -> int:
         rss[s] = rss_of_extraction(inp, dest, rss_runs)
         shutil.rmtree(dest, ignore_errors=True)
         log(f"  {inp.label}: ru_maxrss {rss[s]['maxrss_mb']:.1f} MB, VmHWM {rss[s]['hwm_mb']:.1f} MB")
-    md += ["## Peak memory of extraction", "",
-           f"A fresh `python -c` child imports `tfrecord_numpy.a2o` and runs "
-           f"`extract([file], tmpdir, workers=1, quiet=True, overwrite=True)`; max of {rss_runs} runs. "
-           "*ru_maxrss* is `getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a small launcher interpreter that starts "
-           "the child (started straight from the benchmark process, the child would inherit the benchmark's own "
-           "high-water mark through fork+exec); *VmHWM* is the child's own `/proc/self/status` peak. "
-           "*After import* is the child's VmHWM before extracting (interpreter + numpy + protobuf + fsspec). "
-           "Target: ≤ 150 MB and flat across sizes.", "",
-           "| input | MB | peak RSS (ru_maxrss) MB | peak RSS (VmHWM) MB | after import MB | extraction's own MB | extraction s |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
+    md += [
+        "## Peak memory of extraction",
+        "",
+        f"A fresh `python -c` child imports `tfrecord_numpy.a2o` and runs "
+        f"`extract([file], tmpdir, workers=1, quiet=True, overwrite=True)`; max of {rss_runs} runs. "
+        "*ru_maxrss* is `getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a small launcher interpreter that starts "
+        "the child (started straight from the benchmark process, the child would inherit the benchmark's own "
+        "high-water mark through fork+exec); *VmHWM* is the child's own `/proc/self/status` peak. "
+        "*After import* is the child's VmHWM before extracting (interpreter + numpy + protobuf + fsspec). "
+        "Target: ≤ 150 MB and flat across sizes.",
+        "",
+        "| input | MB | peak RSS (ru_maxrss) MB | peak RSS (VmHWM) MB | after import MB | extraction's own MB | extraction s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for s, inp in rss_inputs.items():
         r = rss[s]
-        md.append(f"| {inp.label} | {inp.mb:.1f} | {r['maxrss_mb']:.1f} | {r['hwm_mb']:.1f} | {r['baseline_mb']:.1f} | "
-                  f"{r['hwm_mb'] - r['baseline_mb']:.1f} | {r['seconds']:.2f} |")
+        md.append(
+            f"| {inp.label} | {inp.mb:.1f} | {r['maxrss_mb']:.1f} | {r['hwm_mb']:.1f} | {r['baseline_mb']:.1f} | "
+            f"{r['hwm_mb'] - r['baseline_mb']:.1f} | {r['seconds']:.2f} |"
+        )
     peaks = [max(r["maxrss_mb"], r["hwm_mb"]) for r in rss.values()]
     verdict = "met" if max(peaks) <= 150 else "NOT met"
-    md += ["", f"Target ≤ 150 MB: **{verdict}** (highest peak {max(peaks):.1f} MB); largest minus smallest input's peak: "
-           f"{peaks[-1] - peaks[0]:+.1f} MB for {max(rss_sizes) / min(rss_sizes):.0f}× the data.", ""]
+    md += [
+        "",
+        f"Target ≤ 150 MB: **{verdict}** (highest peak {max(peaks):.1f} MB); largest minus smallest input's peak: "
+        f"{peaks[-1] - peaks[0]:+.1f} MB for {max(rss_sizes) / min(rss_sizes):.0f}× the data.",
+        "",
+    ]
 
     # ---- multi-core
     mdest = outputs_dir / "extract_multi"
@@ -1158,31 +1350,51 @@ def main(argv: list[str] | None = None) -> int:
     mrows = []
     for label, d, ms in multis:
         log(f"multi-shard extraction ({label}), workers=1 vs 2 ...")
-        total = Input(d, sum(m.records for m in ms), sum(m.rows for m in ms), GEN["dims"], GEN["dtype"],
-                      sum(m.size for m in ms), sum(m.size for m in ms))
+        total = Input(
+            d,
+            sum(m.records for m in ms),
+            sum(m.rows for m in ms),
+            GEN["dims"],
+            GEN["dtype"],
+            sum(m.size for m in ms),
+            sum(m.size for m in ms),
+        )
         paths = [str(m.path) for m in ms]
-        mres = run_round_robin(total, [("workers=1", multi_bench(paths, total.rows, 1, label)),
-                                       ("workers=2", multi_bench(paths, total.rows, 2, label))], repeats, log=log,
-                               setup=clear)
+        mres = run_round_robin(
+            total,
+            [
+                ("workers=1", multi_bench(paths, total.rows, 1, label)),
+                ("workers=2", multi_bench(paths, total.rows, 2, label)),
+            ],
+            repeats,
+            log=log,
+            setup=clear,
+        )
         mrows.append((label, total, mres["workers=1"], mres["workers=2"]))
     shutil.rmtree(mdest, ignore_errors=True)
-    md += ["## Multi-core extraction", "",
-           "`extract(shards, tmpdir, workers=N, quiet=True, overwrite=True)` into an empty directory each run "
-           "(after an untimed `sync`); "
-           "the worker pool's start-up is included. *cores busy* = machine-wide busy CPU seconds (`/proc/stat`, all "
-           "processes, so other jobs count too) per wall second, over all runs. *Σ shard s* = the sum of the "
-           "shards' own times from the manifest (decode + write + publish; the `.npy` is hashed by a thread "
-           "while it is written when its rows can be predicted, as here), median. The last input (one record per "
-           "shard) shows the fixed cost of starting the worker pool.", "",
-           "| input | MB | workers=1 s (min-max) | MB/s | cores busy | Σ shard s | workers=2 s (min-max) | MB/s | "
-           "cores busy | Σ shard s | speedup |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    md += [
+        "## Multi-core extraction",
+        "",
+        "`extract(shards, tmpdir, workers=N, quiet=True, overwrite=True)` into an empty directory each run "
+        "(after an untimed `sync`); "
+        "the worker pool's start-up is included. *cores busy* = machine-wide busy CPU seconds (`/proc/stat`, all "
+        "processes, so other jobs count too) per wall second, over all runs. *Σ shard s* = the sum of the "
+        "shards' own times from the manifest (decode + write + publish; the `.npy` is hashed by a thread "
+        "while it is written when its rows can be predicted, as here), median. The last input (one record per "
+        "shard) shows the fixed cost of starting the worker pool.",
+        "",
+        "| input | MB | workers=1 s (min-max) | MB/s | cores busy | Σ shard s | workers=2 s (min-max) | MB/s | "
+        "cores busy | Σ shard s | speedup |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, total, w1, w2 in mrows:
         sh1 = statistics.median(shard_secs[(label, 1)])
         sh2 = statistics.median(shard_secs[(label, 2)])
-        md.append(f"| {label} | {total.mb:.1f} | {w1.median:.3f} ({w1.spread}) | {w1.mb_s:,.0f} | {w1.cores:.2f} | "
-                  f"{sh1:.2f} | {w2.median:.3f} ({w2.spread}) | {w2.mb_s:,.0f} | {w2.cores:.2f} | {sh2:.2f} | "
-                  f"**{w1.median / w2.median:.2f}×** |")
+        md.append(
+            f"| {label} | {total.mb:.1f} | {w1.median:.3f} ({w1.spread}) | {w1.mb_s:,.0f} | {w1.cores:.2f} | "
+            f"{sh1:.2f} | {w2.median:.3f} ({w2.spread}) | {w2.mb_s:,.0f} | {w2.cores:.2f} | {sh2:.2f} | "
+            f"**{w1.median / w2.median:.2f}×** |"
+        )
     label, total, w1, w2 = mrows[-1]
     md += ["", f"Worker-pool start-up: ≈ {w2.median - w1.median:.2f} s (workers=2 minus workers=1 on {label}).", ""]
 
@@ -1190,31 +1402,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.footprint:
         log("footprint: fresh venv + pip install ...")
         fp = footprint(work, files[min(sizes)].path, log=log)
-        md += ["## Footprint", "",
-               "A fresh venv in the workdir, `pip install <copy of the project>` (non-editable, runtime dependencies "
-               "only). Cold start: wall time of `python -c \"import tfrecord_numpy; "
-               "next(iter(tfrecord_numpy.read_records(FILE)))\"` in the venv, median of "
-               f"{fp['runs']} runs, nothing subtracted.", "",
-               "| what | value |", "|---|---:|",
-               f"| site-packages after install | {fp['site_mb']:.1f} MB |",
-               f"| of which pip/setuptools (the empty venv) | {fp['pip_setuptools_mb']:.1f} MB |",
-               f"| added by tfrecord-numpy and its dependencies | {fp['added_mb']:.1f} MB |",
-               f"| pip install time (network, wheel cache warm or not) | {fp['install_s']:.1f} s |",
-               f"| cold start: import + first record, wall | {fp['wall_s'] * 1000:.0f} ms |",
-               f"| … of which `import tfrecord_numpy` (in-process) | {fp['import_s'] * 1000:.0f} ms |",
-               f"| … of which reading the first record (in-process) | {fp['first_record_s'] * 1000:.1f} ms |",
-               f"| for scale: `python -c pass`, wall | {fp['bare_python_s'] * 1000:.0f} ms |",
-               "",
-               "Import time by module (`python -X importtime -c 'import tfrecord_numpy'`, cumulative, median of 3; "
-               "nested, so they overlap; a module absent here is not imported): "
-               + ", ".join(f"`{k}` {v:.0f} ms" for k, v in fp["importtime_ms"].items()) + ".", "",
-               "What each runtime dependency brings in on its own (its dependency closure minus what the other "
-               "dependencies also need, so 0 where another dependency pulls it in too; sizes from the distributions' "
-               "RECORD files): "
-               + ", ".join(f"`{d}` {mb:.1f} MB ({n} distributions)" for d, mb, n in dependency_breakdown(fp["dist_info"]))
-               + ".", "",
-               "Largest entries in site-packages: " + ", ".join(f"{n} {mb:.1f} MB" for mb, n in fp["top"]) + ".", "",
-               f"Installed distributions ({len(fp['dists'])}): " + ", ".join(f"`{d}`" for d in fp["dists"]) + ".", ""]
+        md += [
+            "## Footprint",
+            "",
+            "A fresh venv in the workdir, `pip install <copy of the project>` (non-editable, runtime dependencies "
+            'only). Cold start: wall time of `python -c "import tfrecord_numpy; '
+            'next(iter(tfrecord_numpy.read_records(FILE)))"` in the venv, median of '
+            f"{fp['runs']} runs, nothing subtracted.",
+            "",
+            "| what | value |",
+            "|---|---:|",
+            f"| site-packages after install | {fp['site_mb']:.1f} MB |",
+            f"| of which pip/setuptools (the empty venv) | {fp['pip_setuptools_mb']:.1f} MB |",
+            f"| added by tfrecord-numpy and its dependencies | {fp['added_mb']:.1f} MB |",
+            f"| pip install time (network, wheel cache warm or not) | {fp['install_s']:.1f} s |",
+            f"| cold start: import + first record, wall | {fp['wall_s'] * 1000:.0f} ms |",
+            f"| … of which `import tfrecord_numpy` (in-process) | {fp['import_s'] * 1000:.0f} ms |",
+            f"| … of which reading the first record (in-process) | {fp['first_record_s'] * 1000:.1f} ms |",
+            f"| for scale: `python -c pass`, wall | {fp['bare_python_s'] * 1000:.0f} ms |",
+            "",
+            "Import time by module (`python -X importtime -c 'import tfrecord_numpy'`, cumulative, median of 3; "
+            "nested, so they overlap; a module absent here is not imported): "
+            + ", ".join(f"`{k}` {v:.0f} ms" for k, v in fp["importtime_ms"].items())
+            + ".",
+            "",
+            "What each runtime dependency brings in on its own (its dependency closure minus what the other "
+            "dependencies also need, so 0 where another dependency pulls it in too; sizes from the distributions' "
+            "RECORD files): "
+            + ", ".join(f"`{d}` {mb:.1f} MB ({n} distributions)" for d, mb, n in dependency_breakdown(fp["dist_info"]))
+            + ".",
+            "",
+            "Largest entries in site-packages: " + ", ".join(f"{n} {mb:.1f} MB" for mb, n in fp["top"]) + ".",
+            "",
+            f"Installed distributions ({len(fp['dists'])}): " + ", ".join(f"`{d}`" for d in fp["dists"]) + ".",
+            "",
+        ]
     else:
         md += ["## Footprint", "", "Not measured in this run (`--footprint`).", ""]
 
@@ -1230,18 +1452,45 @@ def main(argv: list[str] | None = None) -> int:
         pdest = outputs_dir / "extract_profile"
         p_ext = profile(lambda: extract([str(inp.path)], str(pdest), workers=1, quiet=True, overwrite=True))
         shutil.rmtree(pdest, ignore_errors=True)  # both runs write into an empty directory
-        p_ext_t = profile(lambda: extract([str(inp.path)], str(pdest), workers=1, quiet=True, overwrite=True),
-                          top=10, sort="tottime")
+        p_ext_t = profile(
+            lambda: extract([str(inp.path)], str(pdest), workers=1, quiet=True, overwrite=True), top=10, sort="tottime"
+        )
         shutil.rmtree(pdest, ignore_errors=True)
-        md += ["## Profile", "", f"cProfile, one run each on {inp.label} (profiling overhead included).", "",
-               "### (c) decode: top 10 by cumulative time", "", "```", p_dec, "```", "",
-               "### (c) decode: top 10 by own time", "", "```", p_dec_t, "```", "",
-               "### (d) extraction: top 10 by cumulative time", "", "```", p_ext, "```", "",
-               "### (d) extraction: top 10 by own time", "", "```", p_ext_t, "```", ""]
+        md += [
+            "## Profile",
+            "",
+            f"cProfile, one run each on {inp.label} (profiling overhead included).",
+            "",
+            "### (c) decode: top 10 by cumulative time",
+            "",
+            "```",
+            p_dec,
+            "```",
+            "",
+            "### (c) decode: top 10 by own time",
+            "",
+            "```",
+            p_dec_t,
+            "```",
+            "",
+            "### (d) extraction: top 10 by cumulative time",
+            "",
+            "```",
+            p_ext,
+            "```",
+            "",
+            "### (d) extraction: top 10 by own time",
+            "",
+            "```",
+            p_ext_t,
+            "```",
+            "",
+        ]
 
     md += [f"Load average at end: {loadavg()}.", ""]
-    md[summary_at:summary_at] = summary_table(files, all_results, gz, gres, rss_inputs, rss, mrows,
-                                              fp if args.footprint else None)
+    md[summary_at:summary_at] = summary_table(
+        files, all_results, gz, gres, rss_inputs, rss, mrows, fp if args.footprint else None
+    )
     text = "\n".join(md)
     print(text)
     out_md.parent.mkdir(parents=True, exist_ok=True)

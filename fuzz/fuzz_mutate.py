@@ -15,10 +15,55 @@ import struct
 from tfrecord_numpy._wire import encode_varint
 from tfrecord_numpy.framing import masked_crc
 
-_INTERESTING_BYTES = (0x00, 0x01, 0x02, 0x04, 0x07, 0x08, 0x0A, 0x0D, 0x10, 0x12, 0x1A, 0x22,
-                      0x7F, 0x80, 0x81, 0xFE, 0xFF, 0x0B, 0x0C, 0x1F, 0x8B, 0x78, 0x9C)
-_INTERESTING_INTS = (0, 1, 2, 3, 4, 7, 8, 64, 127, 128, 255, 256, 4096, 65535, (1 << 31) - 1, 1 << 31,
-                     (1 << 32) - 1, 1 << 32, (1 << 62), (1 << 63) - 1, 1 << 63, (1 << 64) - 1)
+_INTERESTING_BYTES = (
+    0x00,
+    0x01,
+    0x02,
+    0x04,
+    0x07,
+    0x08,
+    0x0A,
+    0x0D,
+    0x10,
+    0x12,
+    0x1A,
+    0x22,
+    0x7F,
+    0x80,
+    0x81,
+    0xFE,
+    0xFF,
+    0x0B,
+    0x0C,
+    0x1F,
+    0x8B,
+    0x78,
+    0x9C,
+)
+_INTERESTING_INTS = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    64,
+    127,
+    128,
+    255,
+    256,
+    4096,
+    65535,
+    (1 << 31) - 1,
+    1 << 31,
+    (1 << 32) - 1,
+    1 << 32,
+    (1 << 62),
+    (1 << 63) - 1,
+    1 << 63,
+    (1 << 64) - 1,
+)
 
 
 def varint(v: int) -> bytes:

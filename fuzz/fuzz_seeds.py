@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from tfrecord_numpy.example import encode_example, parse_example
-from tfrecord_numpy.perch.records import _general_decode
 from tfrecord_numpy.framing import encode_record, encode_records
+from tfrecord_numpy.perch.records import _general_decode
 from tfrecord_numpy.reader import read_records
 from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
 
@@ -35,13 +35,13 @@ def _records(path: Path) -> list[bytes]:
     return list(read_records(str(path), compression=None))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def example_payloads() -> tuple[bytes, ...]:
     """The 22 Examples of examples.tfrecord (7 ordinary, 15 hand-made protobuf quirks)."""
     return tuple(_records(DATA / "examples" / "examples.tfrecord"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tensor_payloads() -> tuple[bytes, ...]:
     """Every serialized TensorProto of tensors.tfrecord (the big one shrunk)."""
     out = []
@@ -53,13 +53,13 @@ def tensor_payloads() -> tuple[bytes, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tensor_examples() -> tuple[bytes, ...]:
     """The small Examples of tensors.tfrecord ({name, tensor}), as Example seeds."""
     return tuple(r for r in _records(DATA / "tensors" / "tensors.tfrecord") if len(r) <= 2048)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def a2o_fields() -> tuple[tuple[bytes, np.float32, np.ndarray], ...]:
     """(filename, timestamp_s, embedding) of each of the 13 A2O corpus records."""
     out = []
@@ -82,7 +82,7 @@ def small_a2o_record(fn: bytes, ts: np.float32, emb: np.ndarray) -> bytes:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def a2o_payloads() -> tuple[bytes, ...]:
     """Small-embedding versions of the 13 A2O records, plus a few shapes and dtypes."""
     out = []
@@ -99,7 +99,7 @@ def a2o_payloads() -> tuple[bytes, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def a2o_filenames() -> tuple[bytes, ...]:
     """The corpus's 13 names, plus the edge cases the notebook's regex cares about."""
     names = [fn for fn, _, _ in a2o_fields()]
@@ -142,7 +142,7 @@ def _header_crc(length8: bytes) -> bytes:
     return masked_crc(length8).to_bytes(4, "little")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def record_streams() -> tuple[bytes, ...]:
     """Uncompressed TFRecord streams of a few small corpus records, whole and damaged."""
     ex = example_payloads()
@@ -164,7 +164,7 @@ def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compressed_streams(kind: str) -> tuple[bytes, ...]:
     """``record_streams`` compressed as ``kind``, plus real damaged and multi-member cases."""
     plain = record_streams()[:6]

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfrecord_numpy import a2o, tensor
-from tfrecord_numpy.perch import names
 from tfrecord_numpy.errors import TFRecordError
 from tfrecord_numpy.example import (
     FixedLenFeature,
@@ -51,8 +50,9 @@ from tfrecord_numpy.example import (
     encode_example,
     parse_example,
 )
-from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
 from tfrecord_numpy.framing import RecordScanner
+from tfrecord_numpy.perch import names
+from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
 from tfrecord_numpy.reader import iter_record_views, read_records
 from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
 
@@ -229,7 +229,9 @@ def t_records_framed(data: bytes) -> None:
             f"chunk={chunk}: chunked read gave {len(got)} records / {err!r}, "
             f"one scan {len(ref_records)} / {ref_error!r}"
         )
-    if skip and (len(sc.skipped) != len(ref_sc.skipped) or (sc.truncated_tail is None) != (ref_sc.truncated_tail is None)):
+    if skip and (
+        len(sc.skipped) != len(ref_sc.skipped) or (sc.truncated_tail is None) != (ref_sc.truncated_tail is None)
+    ):
         raise Finding(
             f"chunk={chunk}: skipped {len(sc.skipped)} tail={sc.truncated_tail!r}, "
             f"one scan skipped {len(ref_sc.skipped)} tail={ref_sc.truncated_tail!r}"
@@ -340,8 +342,10 @@ def _same_floats(a: np.ndarray, b: np.ndarray) -> bool:
 def _check_against_protobuf(data: bytes, view: dict | None) -> None:
     pb = _protobuf_view(data)
     if (pb is None) != (view is None):
-        raise Finding(f"parse_example {'refused' if view is None else 'accepted'} what protobuf "
-                      f"{'accepts' if pb is not None else 'refuses'}")
+        raise Finding(
+            f"parse_example {'refused' if view is None else 'accepted'} what protobuf "
+            f"{'accepts' if pb is not None else 'refuses'}"
+        )
     if pb is None:
         return
     if pb.keys() != view.keys():
@@ -373,9 +377,28 @@ def t_example(data: bytes) -> None:
 
 #: names that occur in the seeds, so fixed specs hit real features
 SPEC_NAMES = (
-    "", "b_empty", "b_multi", "b_scalar", "f_empty", "f_multi", "f_scalar", "i_empty", "i_multi",
-    "i_scalar", "sometimes", "type_varies", "k", "a", "x", "name", "tensor",
-    "timestamp_s", "filename", "embedding", "embedding_shape", "logits",
+    "",
+    "b_empty",
+    "b_multi",
+    "b_scalar",
+    "f_empty",
+    "f_multi",
+    "f_scalar",
+    "i_empty",
+    "i_multi",
+    "i_scalar",
+    "sometimes",
+    "type_varies",
+    "k",
+    "a",
+    "x",
+    "name",
+    "tensor",
+    "timestamp_s",
+    "filename",
+    "embedding",
+    "embedding_shape",
+    "logits",
 )
 _DEFAULTS = {"float32": (np.float32(-0.0), 1.5), "int64": (7, -1), "string": (b"d", b"")}
 
@@ -433,8 +456,10 @@ def _check_spec_result(out: dict, spec: dict) -> None:
         want = np.dtype(object) if feat.dtype == "string" else np.dtype(feat.dtype)
         if isinstance(feat, FixedLenFeature):
             if not isinstance(v, np.ndarray) or v.shape != feat.shape or v.dtype != want:
-                raise Finding(f"{name!r}: FixedLen result {type(v).__name__} {getattr(v, 'shape', '')} {getattr(v, 'dtype', '')}")
-            if want == object and not all(type(x) is bytes for x in v.ravel().tolist()):
+                raise Finding(
+                    f"{name!r}: FixedLen result {type(v).__name__} {getattr(v, 'shape', '')} {getattr(v, 'dtype', '')}"
+                )
+            if want is object and not all(type(x) is bytes for x in v.ravel().tolist()):
                 raise Finding(f"{name!r}: string values are not bytes")
         else:
             if not isinstance(v, SparseValue):
@@ -526,7 +551,9 @@ def t_a2o_record(data: bytes) -> None:
     fast = _outcome(lambda: decode_a2o_record(memoryview(data)))
     general = _outcome(lambda: _general_a2o(data))
     if fast[0] != general[0]:
-        raise Finding(f"fast path {fast[0]} {fast[1] if fast[0] == 'err' else ''} vs general {general[0]} {general[1] if general[0] == 'err' else ''}")
+        raise Finding(
+            f"fast path {fast[0]} {fast[1] if fast[0] == 'err' else ''} vs general {general[0]} {general[1] if general[0] == 'err' else ''}"
+        )
     if fast[0] != "ok":
         return
     rec = fast[1]

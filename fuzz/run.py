@@ -95,8 +95,16 @@ def run_atheris(name: str, runs: int, seconds: float, extra: list[str]) -> None:
     def test_one(data: bytes) -> None:
         ft.run_one(target, data)
 
-    argv = [sys.argv[0], str(work), str(corpus), f"-max_len={target.max_len}", "-timeout=30",
-            "-rss_limit_mb=4096", f"-artifact_prefix={work}/", "-print_final_stats=1"]
+    argv = [
+        sys.argv[0],
+        str(work),
+        str(corpus),
+        f"-max_len={target.max_len}",
+        "-timeout=30",
+        "-rss_limit_mb=4096",
+        f"-artifact_prefix={work}/",
+        "-print_final_stats=1",
+    ]
     if runs:
         argv.append(f"-runs={runs}")
     if seconds:

@@ -91,12 +91,18 @@ class GCSEmulator:
         self.process = subprocess.Popen(
             [
                 str(self.binary),
-                "-scheme", "http",
-                "-backend", "memory",
-                "-host", HOST,
-                "-port", str(self.port),
-                "-external-url", self.url,
-                "-log-level", "error",
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                HOST,
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-log-level",
+                "error",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -197,8 +203,17 @@ def gcs_bucket(gcs_emulator: GCSEmulator) -> str:
 
 FAULT_MODES = ("503", "drop", "truncate", "short")
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "content-length", "host",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
 }
 
 
@@ -246,7 +261,7 @@ class FaultProxy:
     def storage_options(self) -> dict:
         return {"endpoint_url": self.url, "token": "anon"}
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         return self
 
@@ -255,7 +270,7 @@ class FaultProxy:
         self.server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tfrecord_numpy import a2o
-from tfrecord_numpy.perch import names
 from tfrecord_numpy._proto import example_pb2
 from tfrecord_numpy.errors import SchemaError, TFRecordError
+from tfrecord_numpy.perch import names
 from tfrecord_numpy.reader import read_records
 
 DATA = Path(__file__).parent / "data"
@@ -111,7 +111,11 @@ def test_golden_metadata_reproduced_exactly(folder: str, suffix: str, shard: str
     for i, (ts, filename, T, C) in enumerate(_records(DATA / folder / f"{shard}{suffix}")):
         name = a2o.parse_filename(filename, path=shard, index=i)
         assert notebook_fields(filename.decode()) == (
-            name.datetime, name.timezone, name.site_name, name.subsite_name, name.file_seq_id
+            name.datetime,
+            name.timezone,
+            name.site_name,
+            name.subsite_name,
+            name.file_seq_id,
         )
         site_id = a2o.lookup_site_id(mapping, name)
         rows += a2o.metadata_rows(name, filename.decode(), np.float32(ts), T, C, site_id=site_id)
@@ -140,15 +144,23 @@ def test_folder_prefix_and_fields() -> None:
 
 @pytest.mark.parametrize(
     "zone,offset",
-    [("Z", dt.timedelta(0)), ("+0000", dt.timedelta(0)), ("+0800", dt.timedelta(hours=8)),
-     ("+0930", dt.timedelta(hours=9, minutes=30)), ("+1100", dt.timedelta(hours=11)),
-     ("-0300", -dt.timedelta(hours=3)), ("-0930", -dt.timedelta(hours=9, minutes=30))],
+    [
+        ("Z", dt.timedelta(0)),
+        ("+0000", dt.timedelta(0)),
+        ("+0800", dt.timedelta(hours=8)),
+        ("+0930", dt.timedelta(hours=9, minutes=30)),
+        ("+1100", dt.timedelta(hours=11)),
+        ("-0300", -dt.timedelta(hours=3)),
+        ("-0930", -dt.timedelta(hours=9, minutes=30)),
+    ],
 )
 def test_timezones(zone: str, offset: dt.timedelta) -> None:
     r = a2o.parse_filename(f"20200101T010203{zone}_Bowra-Wet-A_77.flac")
     assert r.timezone == zone
     assert r.datetime.utcoffset() == offset
-    assert r.file_timestamp == int((dt.datetime(2020, 1, 1, 1, 2, 3) - offset).replace(tzinfo=dt.timezone.utc).timestamp())
+    assert r.file_timestamp == int(
+        (dt.datetime(2020, 1, 1, 1, 2, 3) - offset).replace(tzinfo=dt.timezone.utc).timestamp()
+    )
     assert r.file_seconds_since_midnight == 3723
     if not zone.startswith("-"):
         name = f"20200101T010203{zone}_Bowra-Wet-A_77.flac"
@@ -180,7 +192,9 @@ def test_leap_day_midnight_and_last_minute() -> None:
         a2o.parse_filename("20200101T000000+2400_Fowlers-Gap-Dry-A_1.flac")
 
 
-@pytest.mark.parametrize("seq,value", [("0", 0), ("000042", 42), ("9", 9), ("0001380", 1380), ("12345678901234567890", 12345678901234567890)])
+@pytest.mark.parametrize(
+    "seq,value", [("0", 0), ("000042", 42), ("9", 9), ("0001380", 1380), ("12345678901234567890", 12345678901234567890)]
+)
 def test_sequence_ids(seq: str, value: int) -> None:
     assert a2o.parse_filename(f"20200101T000000Z_Bowra-Wet-A_{seq}.flac").file_seq_id == value
 
@@ -301,9 +315,30 @@ def test_unicode_digits_follow_the_notebook() -> None:
 
 
 _PIECES = [
-    "20200101T000000Z_", "20200229T235959+1030_", "20200101T000000-0300_", "2020", "T", "Z", "+1030", "_",
-    "-", "a", "aaaaaaaaaaaaaaaaaaaa", "-Wet-A", "-Dry-B_", "Wet-A_", "_123", "1" * 50, ".flac", "xflac", ".",
-    "é", "\x00", "../", " ", "🐦",
+    "20200101T000000Z_",
+    "20200229T235959+1030_",
+    "20200101T000000-0300_",
+    "2020",
+    "T",
+    "Z",
+    "+1030",
+    "_",
+    "-",
+    "a",
+    "aaaaaaaaaaaaaaaaaaaa",
+    "-Wet-A",
+    "-Dry-B_",
+    "Wet-A_",
+    "_123",
+    "1" * 50,
+    ".flac",
+    "xflac",
+    ".",
+    "é",
+    "\x00",
+    "../",
+    " ",
+    "🐦",
 ]
 
 
@@ -325,9 +360,42 @@ def test_random_hostile_names_linear_and_correct() -> None:
 # --------------------------------------------------------------------------- equivalence with the notebook
 
 _FRAGMENTS = [
-    "20200229T235959", "20201014T010000", "2", "0", "9", "T", "Z", "+1030", "-0300", "+", "-", "_", "Wet", "Dry",
-    "-A", "-B", "A", "B", "Gap", "x", "é", "٣", "/", ".", " ", "\x00", ".flac", "flac", "xflac", "_7", "0042",
-    "Wet-A", "-Wet-B_", "Dry-A_", "Z_", "+0800_",
+    "20200229T235959",
+    "20201014T010000",
+    "2",
+    "0",
+    "9",
+    "T",
+    "Z",
+    "+1030",
+    "-0300",
+    "+",
+    "-",
+    "_",
+    "Wet",
+    "Dry",
+    "-A",
+    "-B",
+    "A",
+    "B",
+    "Gap",
+    "x",
+    "é",
+    "٣",
+    "/",
+    ".",
+    " ",
+    "\x00",
+    ".flac",
+    "flac",
+    "xflac",
+    "_7",
+    "0042",
+    "Wet-A",
+    "-Wet-B_",
+    "Dry-A_",
+    "Z_",
+    "+0800_",
 ]
 _fragment_names = st.lists(st.sampled_from(_FRAGMENTS), max_size=14).map("".join)
 _char_names = st.text(alphabet="0123456789TZ+-_WetDryAB.flacx/ é", max_size=45)
@@ -336,9 +404,19 @@ _char_names = st.text(alphabet="0123456789TZ+-_WetDryAB.flacx/ é", max_size=45)
 @st.composite
 def _mutated_names(draw) -> str:
     """Mostly valid A2O names (with tricky sites), then a few random edits."""
-    stamp = draw(st.sampled_from(["20200120T043000", "20200229T000000", "20211231T235959", "20201301T000000"][: draw(st.sampled_from([3, 3, 3, 4]))]))
+    stamp = draw(
+        st.sampled_from(
+            ["20200120T043000", "20200229T000000", "20211231T235959", "20201301T000000"][
+                : draw(st.sampled_from([3, 3, 3, 4]))
+            ]
+        )
+    )
     zone = draw(st.sampled_from(["Z", "+1030", "+0800", "-0300", "Z", "+1030", "+", "Z-"]))
-    words = draw(st.lists(st.sampled_from(["Fowlers", "Gap", "Wet", "Dry", "A", "B", "x_1", "", "93", "Wet-A", "Dry-B_2"]), max_size=4))
+    words = draw(
+        st.lists(
+            st.sampled_from(["Fowlers", "Gap", "Wet", "Dry", "A", "B", "x_1", "", "93", "Wet-A", "Dry-B_2"]), max_size=4
+        )
+    )
     subsite = draw(st.sampled_from(["Wet-A", "Wet-B", "Dry-A", "Dry-B", "Wet-A", "Dry-B", "Wet-C", "wet-a"]))
     seq = draw(st.sampled_from(["1", "000042", "231604", "7", "0", "", "x"]))
     ext = draw(st.sampled_from([".flac", ".flac", ".flac", ".flac", ".flac.bak", "xflac", ".wav"]))
@@ -407,10 +485,17 @@ def test_lookup_site_id() -> None:
 
 def test_metadata_rows_order_and_values() -> None:
     name = a2o.parse_filename("20200906T171023+1030_Bon-Bon-Station-Dry-B_333333.flac")
-    rows = a2o.metadata_rows(name, "20200906T171023+1030_Bon-Bon-Station-Dry-B_333333.flac", np.float32(60.0), 3, 2, site_id="8")
+    rows = a2o.metadata_rows(
+        name, "20200906T171023+1030_Bon-Bon-Station-Dry-B_333333.flac", np.float32(60.0), 3, 2, site_id="8"
+    )
     assert len(rows) == 6 and all(list(r) == KEYS for r in rows)
     assert [(r["recording_offset_in_file"], r["channel_index"]) for r in rows] == [
-        (60, 0), (60, 1), (65, 0), (65, 1), (70, 0), (70, 1)
+        (60, 0),
+        (60, 1),
+        (65, 0),
+        (65, 1),
+        (70, 0),
+        (70, 1),
     ]
     assert rows[0] == {
         "file_timestamp": name.file_timestamp,
@@ -428,7 +513,11 @@ def test_metadata_rows_order_and_values() -> None:
     assert a2o.metadata_rows(name, b"f.flac", 0.0, 0, 5) == []
     assert a2o.metadata_rows(name, b"f.flac", 0.0, 1, 1)[0]["filename"] == "f.flac"
     assert a2o.metadata_rows(name, "f", 0.0, np.int64(2), np.int64(1), None)[1]["recording_offset_in_file"] == 5
-    assert [r["recording_offset_in_file"] for r in a2o.metadata_rows(name, "f", 1.0, 3, 1, hop_seconds=2.5)] == [1, 3, 6]
+    assert [r["recording_offset_in_file"] for r in a2o.metadata_rows(name, "f", 1.0, 3, 1, hop_seconds=2.5)] == [
+        1,
+        3,
+        6,
+    ]
 
 
 def test_recording_offset_uses_float32_like_the_notebook() -> None:
@@ -553,7 +642,7 @@ def test_build_site_mapping_on_saved_response() -> None:
     assert any(s["notes"] is None for s in response["data"])
     built = a2o.build_site_mapping(response["data"])
     assert built == EXPECTED_FROM_RESPONSE
-    assert list(built) == [k for k in (a2o.sanitize_site_name(s["name"]) for s in response["data"] if s["notes"]) ]
+    assert list(built) == [k for k in (a2o.sanitize_site_name(s["name"]) for s in response["data"] if s["notes"])]
     # Same key format and ids as the shipped mapping, which was built the same way.
     shipped = a2o.load_site_mapping()
     assert all(shipped[k] == v for k, v in built.items())
@@ -596,7 +685,7 @@ def test_build_site_mapping_semantics_and_errors() -> None:
 class _ApiHandler(BaseHTTPRequestHandler):
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         routes = {
             "/sites?direction=asc&items=500": (200, self.body),
             "/fail": (500, b'{"meta": {"status": 500, "message": "Internal Server Error"}}'),
@@ -641,8 +730,13 @@ def test_fetch_site_mapping(api_url: str) -> None:
 
 @pytest.mark.parametrize(
     "path,why",
-    [("/fail", "HTTP 500"), ("/missing", "HTTP 404"), ("/garbage", "response is not JSON"),
-     ("/nodata", 'no "data" list'), ("/badnotes", "notes are not JSON")],
+    [
+        ("/fail", "HTTP 500"),
+        ("/missing", "HTTP 404"),
+        ("/garbage", "response is not JSON"),
+        ("/nodata", 'no "data" list'),
+        ("/badnotes", "notes are not JSON"),
+    ],
 )
 def test_fetch_site_mapping_errors(api_url: str, path: str, why: str) -> None:
     with pytest.raises(a2o.SiteMappingError, match=re.escape(why)) as err:

@@ -21,7 +21,7 @@ from tfrecord_numpy.cli import main
 SITES = A2O / "site_name_to_id_mapping.json"
 
 
-def test_sites_command_against_local_server(api_url, tmp_path, capsys):  # noqa: F811
+def test_sites_command_against_local_server(api_url, tmp_path, capsys):
     out = tmp_path / "sub" / "mapping.json"
     assert main(["sites", "--out", str(out), "--api-url", f"{api_url}/sites?direction=asc&items=500"]) == 0
     assert json.loads(out.read_text()) == EXPECTED_FROM_RESPONSE
@@ -42,17 +42,34 @@ def test_verify_command(capsys):
 
 
 def test_usage_errors_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", "--out", str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", "--out", str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "SOURCE" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(A2O_SHARDS[0]),
-                           "--out", str(tmp_path), "--on-corrupt", "maybe"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfrecord_numpy.cli",
+            "extract",
+            str(A2O_SHARDS[0]),
+            "--out",
+            str(tmp_path),
+            "--on-corrupt",
+            "maybe",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
 
 
 def test_missing_source_exit_1(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(tmp_path / "nope*"),
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(tmp_path / "nope*"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
 
@@ -61,8 +78,9 @@ def _run_on_pty(args: list[str]) -> tuple[int, str]:
     """Run the CLI with stderr on a terminal; return (exit code, what the terminal got)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    proc = subprocess.Popen([sys.executable, "-m", "tfrecord_numpy.cli", *args],
-                            stdout=subprocess.DEVNULL, stderr=slave, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrecord_numpy.cli", *args], stdout=subprocess.DEVNULL, stderr=slave, close_fds=True
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -93,9 +111,23 @@ def test_progress_bar_on_a_terminal(tmp_path, quiet, workers):
 
 
 def test_no_bar_when_stderr_is_not_a_terminal(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tfrecord_numpy.cli", "extract", *map(str, A2O_SHARDS),
-                           "--out", str(tmp_path), "--sites", str(SITES), "--workers", "1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfrecord_numpy.cli",
+            "extract",
+            *map(str, A2O_SHARDS),
+            "--out",
+            str(tmp_path),
+            "--sites",
+            str(SITES),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0
     assert "%|" not in proc.stderr and "780 rows" in proc.stderr
 
@@ -105,15 +137,42 @@ def test_cli_dask_local_cluster_gives_the_golden_output(tmp_path):
     from test_extract import assert_golden
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", *map(str, A2O_SHARDS), "--out", str(tmp_path),
-         "--sites", str(SITES), "--dask-local", "2", "--split-bytes", "500000"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tfrecord_numpy.cli",
+            "extract",
+            *map(str, A2O_SHARDS),
+            "--out",
+            str(tmp_path),
+            "--sites",
+            str(SITES),
+            "--dask-local",
+            "2",
+            "--split-bytes",
+            "500000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert_golden(tmp_path)
     assert "780 rows" in proc.stderr
     bad = subprocess.run(
-        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(A2O_SHARDS[0]), "--out", str(tmp_path),
-         "--split-bytes", "1000"], capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tfrecord_numpy.cli",
+            "extract",
+            str(A2O_SHARDS[0]),
+            "--out",
+            str(tmp_path),
+            "--split-bytes",
+            "1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2 and "--split-bytes needs" in bad.stderr

@@ -37,5 +37,8 @@ def test_our_protos_register_under_our_package():
     for mod in (example_pb2, feature_pb2, tensor_pb2, tensor_shape_pb2, types_pb2):
         assert mod.DESCRIPTOR.package == "tfrecord_numpy"
         assert mod.DESCRIPTOR.name.startswith("tfrecord_numpy/_proto/")
-    assert descriptor_pool.Default().FindEnumTypeByName("tfrecord_numpy.DataType").values_by_name["DT_BFLOAT16"].number == 14
+    assert (
+        descriptor_pool.Default().FindEnumTypeByName("tfrecord_numpy.DataType").values_by_name["DT_BFLOAT16"].number
+        == 14
+    )
     assert np.dtype("float32")  # numpy still usable beside them

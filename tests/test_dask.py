@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 
 dask = pytest.importorskip("dask", reason="dask is not installed: pip install 'tfrecord-numpy[dask]'")
-distributed = pytest.importorskip("distributed", reason="distributed is not installed: pip install 'tfrecord-numpy[dask]'")
+distributed = pytest.importorskip(
+    "distributed", reason="distributed is not installed: pip install 'tfrecord-numpy[dask]'"
+)
 
 from conftest import A2O, A2O_GZIP_SHARDS, A2O_SHARDS, CORRUPT  # noqa: E402
 from tfrecord_numpy import TFRecordError, encode_record  # noqa: E402
 from tfrecord_numpy import dask as tfd  # noqa: E402
-from tfrecord_numpy.perch import dask as perch_dask  # noqa: E402
 from tfrecord_numpy.a2o import extract as local_extract  # noqa: E402
-from tfrecord_numpy.split import plan_splits  # noqa: E402
+from tfrecord_numpy.perch import dask as perch_dask  # noqa: E402
 from tfrecord_numpy.perch.synth import a2o_example, recording_name, write_a2o_shard  # noqa: E402
+from tfrecord_numpy.split import plan_splits  # noqa: E402
 
 SITES = A2O / "site_name_to_id_mapping.json"
 # dask.compute(array, dataframe) warns that it materializes the DataFrame's expressions: expected
@@ -69,8 +71,17 @@ def assert_same_outputs(got: Path, want: Path) -> None:
 
 def assert_same_summary(got: dict, want: dict) -> None:
     assert set(got) == set(want)
-    for k in ("shards", "shards_extracted", "shards_already_complete", "records", "rows", "bytes",
-              "corrupt_records_skipped", "truncated_tails", "unknown_site_rows"):
+    for k in (
+        "shards",
+        "shards_extracted",
+        "shards_already_complete",
+        "records",
+        "rows",
+        "bytes",
+        "corrupt_records_skipped",
+        "truncated_tails",
+        "unknown_site_rows",
+    ):
         assert got[k] == want[k], k
 
 
@@ -210,16 +221,23 @@ def _shard_with_fake_headers(path: Path) -> tuple[bytes, bytes]:
     """A2O records whose payloads embed complete, CRC-valid A2O records (fake headers)."""
     emb = np.arange(2 * 5 * 64, dtype=np.float32).reshape(2, 5, 64)
     inner = b"".join(
-        encode_record(a2o_example(recording_name(datetime.datetime(2021, 1, 1, 3, k), "+1000",
-                                                 "Arkaba", "Dry-A", 700 + k), 0.0, emb * k))
+        encode_record(
+            a2o_example(
+                recording_name(datetime.datetime(2021, 1, 1, 3, k), "+1000", "Arkaba", "Dry-A", 700 + k), 0.0, emb * k
+            )
+        )
         for k in range(3)
     )
     carrier = np.frombuffer(inner, dtype=np.uint8)
     from tfrecord_numpy import write_records
 
     records = [
-        a2o_example(recording_name(datetime.datetime(2020, 5, 5, 1, 0), "+1030", "Baniga", "Wet-A", 900),
-                    60.0 * i, emb + i, extra={"smuggled": carrier})
+        a2o_example(
+            recording_name(datetime.datetime(2020, 5, 5, 1, 0), "+1030", "Baniga", "Wet-A", 900),
+            60.0 * i,
+            emb + i,
+            extra={"smuggled": carrier},
+        )
         for i in range(4)
     ]
     write_records(path, records)
@@ -297,8 +315,9 @@ def test_extract_with_cluster_local(tmp_path):
 
 
 def test_extract_with_cluster_scheduler_address(client, tmp_path):
-    summary = tfd.extract_with_cluster(A2O_SHARDS[:1], tmp_path, scheduler=client.scheduler.address,
-                                       sites=SITES, quiet=True)
+    summary = tfd.extract_with_cluster(
+        A2O_SHARDS[:1], tmp_path, scheduler=client.scheduler.address, sites=SITES, quiet=True
+    )
     assert summary["shards_extracted"] == 1 and summary["workers"] == 2
     assert distributed.default_client() is client  # the temporary client did not take over
 
@@ -310,7 +329,7 @@ from gcs_emulator import gcs_bucket, gcs_emulator  # noqa: E402,F401  (fixtures)
 
 
 @pytest.mark.parametrize("split_bytes", [None, 500_000])
-def test_gcs_sources_on_the_cluster_match_golden(client, gcs_emulator, gcs_bucket, tmp_path, split_bytes):  # noqa: F811
+def test_gcs_sources_on_the_cluster_match_golden(client, gcs_emulator, gcs_bucket, tmp_path, split_bytes):
     import fsspec
 
     opts = gcs_emulator.storage_options
@@ -320,10 +339,13 @@ def test_gcs_sources_on_the_cluster_match_golden(client, gcs_emulator, gcs_bucke
         fs.pipe(f"{gcs_bucket}/dask/{shard.name}", shard.read_bytes())
         urls.append(f"gs://{gcs_bucket}/dask/{shard.name}")
     fs.invalidate_cache()
-    summary = tfd.extract(urls, tmp_path, client, sites=SITES, quiet=True, storage_options=opts,
-                          split_bytes=split_bytes)
+    summary = tfd.extract(
+        urls, tmp_path, client, sites=SITES, quiet=True, storage_options=opts, split_bytes=split_bytes
+    )
     assert summary["records"] == 13 and summary["shards_extracted"] == 3
     for shard in A2O_SHARDS:
-        assert (tmp_path / "embeddings" / f"{shard.name}.npy").read_bytes() == (GOLDEN / f"{shard.name}.npy").read_bytes()
+        assert (tmp_path / "embeddings" / f"{shard.name}.npy").read_bytes() == (
+            GOLDEN / f"{shard.name}.npy"
+        ).read_bytes()
         got = json.loads((tmp_path / "metadata" / f"{shard.name}.json").read_text())
         assert got == json.loads((GOLDEN / f"{shard.name}.json").read_text())

@@ -59,7 +59,11 @@ def test_float16_short_minutes_and_logits_heads():
 
 def _record(emb, ts=60.0, name=b"20201014T010000+1030_Arkaba-Dry-A_49500.flac", order=(0, 1, 2, 3), unpacked_ts=False):
     shape = b"".join(_varint(d) for d in emb.shape)
-    ts_feature = (b"\x12" + _varint(5) + b"\x0d" + np.float32(ts).tobytes()) if unpacked_ts else _feature(0x12, np.float32(ts).tobytes())
+    ts_feature = (
+        (b"\x12" + _varint(5) + b"\x0d" + np.float32(ts).tobytes())
+        if unpacked_ts
+        else _feature(0x12, np.float32(ts).tobytes())
+    )
     entries = [
         _entry(b"embedding_shape", _feature(0x1A, shape)),
         _entry(b"embedding", _feature(0x0A, serialize_tensor(emb))),
@@ -72,15 +76,24 @@ def _record(emb, ts=60.0, name=b"20201014T010000+1030_Arkaba-Dry-A_49500.flac", 
 
 @settings(max_examples=80, deadline=None)
 @given(
-    T=st.integers(1, 5), C=st.integers(1, 4), D=st.integers(1, 40),
+    T=st.integers(1, 5),
+    C=st.integers(1, 4),
+    D=st.integers(1, 40),
     dtype=st.sampled_from(["float32", "float16", "float64"]),
     order=st.permutations([0, 1, 2, 3]),
     unpacked=st.booleans(),
     n=st.integers(1, 4),
 )
 def test_any_layout_gives_the_general_answer(T, C, D, dtype, order, unpacked, n):
-    recs = [_record(np.arange(T * C * D, dtype=dtype).reshape(T, C, D) + i, ts=60.0 * i, order=tuple(order),
-                    unpacked_ts=unpacked) for i in range(n)]
+    recs = [
+        _record(
+            np.arange(T * C * D, dtype=dtype).reshape(T, C, D) + i,
+            ts=60.0 * i,
+            order=tuple(order),
+            unpacked_ts=unpacked,
+        )
+        for i in range(n)
+    ]
     _assert_same(*_direct(recs))
 
 
@@ -93,7 +106,9 @@ def _damaged(offset_in_record1: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("where,which", [(3, "length"), (12 + 500, "data"), (12 + 307_000, "data"), (12 + 307_370, "data")])
+@pytest.mark.parametrize(
+    "where,which", [(3, "length"), (12 + 500, "data"), (12 + 307_000, "data"), (12 + 307_370, "data")]
+)
 def test_damage_anywhere_is_found(where, which):
     out = np.zeros((180, 1280), np.float32)
     got = []

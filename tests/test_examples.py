@@ -506,7 +506,17 @@ def test_large_int64_arrays_use_the_vectorized_codec_exactly():
 
 keys = st.text(min_size=0, max_size=6)
 # signalling NaNs (quieted by any trip through a C double), NaN payloads, -0.0, subnormals, inf
-SPECIAL_BITS = [0x7F800001, 0xFF800001, 0x7FBFFFFF, 0x7FC00001, 0xFFFFFFFF, 0x80000000, 0x00000001, 0x807FFFFF, 0x7F800000]
+SPECIAL_BITS = [
+    0x7F800001,
+    0xFF800001,
+    0x7FBFFFFF,
+    0x7FC00001,
+    0xFFFFFFFF,
+    0x80000000,
+    0x00000001,
+    0x807FFFFF,
+    0x7F800000,
+]
 float_bits = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(SPECIAL_BITS))
 float_arrays = st.lists(float_bits, max_size=20).map(lambda bits: np.array(bits, dtype=np.uint32).view(np.float32))
 int_arrays = st.lists(st.integers(-(2**63), 2**63 - 1), max_size=20).map(lambda v: np.array(v, dtype=np.int64))
@@ -666,7 +676,7 @@ def upb_view(data: bytes) -> dict:
             fl.CopyFrom(f.float_list)
             fl.DiscardUnknownFields()
             raw = fl.SerializeToString()
-            out[k] = ("f", np.frombuffer(raw[len(raw) - 4 * len(fl.value):], "<u4").tolist())
+            out[k] = ("f", np.frombuffer(raw[len(raw) - 4 * len(fl.value) :], "<u4").tolist())
         else:
             out[k] = ("f", [])
     return out

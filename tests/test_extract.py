@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -42,7 +41,10 @@ def assert_golden(out: Path, stems=None):
 def run_cli(*args, check=True, **kw):
     proc = subprocess.run(
         [sys.executable, "-m", "tfrecord_numpy.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300, **kw,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
     )
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -81,8 +83,18 @@ def test_api_golden_gzip(tmp_path):
 
 def test_cli_golden_glob(tmp_path):
     summary_path = tmp_path / "summary.json"
-    proc = run_cli("extract", f"{A2O}/embeddings-*", "--out", tmp_path / "o", "--sites", SITES,
-                   "--workers", "1", "--summary-json", summary_path)
+    proc = run_cli(
+        "extract",
+        f"{A2O}/embeddings-*",
+        "--out",
+        tmp_path / "o",
+        "--sites",
+        SITES,
+        "--workers",
+        "1",
+        "--summary-json",
+        summary_path,
+    )
     assert_golden(tmp_path / "o")
     summary = json.loads(summary_path.read_text())
     assert summary["records"] == 13 and summary["rows"] == 780
@@ -142,8 +154,8 @@ def test_float16_and_short_last_minute_and_extra_heads(tmp_path):
     # records: 12, 12, 4 windows (recording 0), then 12, 12 (recording 1) -> x5 channels
     assert emb.dtype == np.float16 and emb.shape == ((12 + 12 + 4 + 12 + 12) * 5, 512)
     assert len(meta) == emb.shape[0]
-    from tfrecord_numpy.tensor import parse_tensor
     from tfrecord_numpy._proto import example_pb2
+    from tfrecord_numpy.tensor import parse_tensor
 
     rows = []
     for rec in read_records(shard):
@@ -221,8 +233,7 @@ def test_unknown_site_null(tmp_path):
     nulls = [m for m in meta if m["site_id"] is None]
     assert nulls and all(m["site_name"] == "Fowlers-Gap" and m["subsite_name"] == "Wet-B" for m in nulls)
     assert summary["unknown_site_rows"] == len(nulls)
-    proc = run_cli("extract", A2O_SHARDS[0], "--out", tmp_path / "cli", "--sites", tmp_path / "s.json",
-                   check=False)
+    proc = run_cli("extract", A2O_SHARDS[0], "--out", tmp_path / "cli", "--sites", tmp_path / "s.json", check=False)
     assert proc.returncode == 1  # mapping file missing
 
 
@@ -436,7 +447,9 @@ from hypothesis import strategies as st  # noqa: E402
     hop=st.sampled_from([5, 3, 2.5]),
     site_id=st.one_of(st.integers(1, 500), st.text(min_size=1, max_size=5), st.none()),
 )
-def test_row_encoder_equals_json_dumps_of_metadata_rows(site, subsite, prefix, tz, day, secs, seq, ts, T, C, hop, site_id):
+def test_row_encoder_equals_json_dumps_of_metadata_rows(
+    site, subsite, prefix, tz, day, secs, seq, ts, T, C, hop, site_id
+):
     import datetime as dt
 
     from tfrecord_numpy import a2o
@@ -494,19 +507,25 @@ def _feature(kind: int, payload: bytes) -> bytes:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    T=st.integers(1, 4), C=st.integers(1, 3), D=st.integers(1, 6),
+    T=st.integers(1, 4),
+    C=st.integers(1, 3),
+    D=st.integers(1, 6),
     dtype=st.sampled_from(["float32", "float16", "float64"]),
     ts=st.floats(0, 1e6, width=32),
     extra=st.lists(
-        st.tuples(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12), st.sampled_from([0x0A, 0x12, 0x1A]),
-                  st.binary(max_size=20)),
-        max_size=3, unique_by=lambda e: e[0],
+        st.tuples(
+            st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+            st.sampled_from([0x0A, 0x12, 0x1A]),
+            st.binary(max_size=20),
+        ),
+        max_size=3,
+        unique_by=lambda e: e[0],
     ),
     order=st.randoms(use_true_random=False),
 )
 def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, ts, extra, order):
-    from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
     from tfrecord_numpy.perch.fastpath import a2o_fields
+    from tfrecord_numpy.perch.records import _general_decode, decode_a2o_record
     from tfrecord_numpy.tensor import parse_tensor, serialize_tensor
 
     emb = np.arange(T * C * D, dtype=dtype).reshape(T, C, D)
@@ -518,8 +537,11 @@ def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, 
         _entry(b"timestamp_s", _feature(0x12, np.float32(ts).tobytes())),
         _entry(b"embedding_shape", _feature(0x1A, shape)),
     ]
-    entries += [_entry(k.encode(), _feature(kind, payload)) for k, kind, payload in extra
-                if k not in ("embedding", "filename", "timestamp_s", "embedding_shape")]
+    entries += [
+        _entry(k.encode(), _feature(kind, payload))
+        for k, kind, payload in extra
+        if k not in ("embedding", "filename", "timestamp_s", "embedding_shape")
+    ]
     order.shuffle(entries)
     features = b"".join(entries)
     record = b"\x0a" + _varint(len(features)) + features

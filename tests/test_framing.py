@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import A2O, A2O_GZIP_SHARDS, A2O_SHARDS, CORRUPT, DATA
+from conftest import A2O_GZIP_SHARDS, A2O_SHARDS, CORRUPT, DATA
 from tfrecord_numpy import (
     CompressionError,
     CorruptRecordError,
@@ -36,7 +36,9 @@ def _sha(b: bytes) -> str:
 
 def test_masked_crc_known_value():
     # TFRecord header of a zero-length record, as TensorFlow writes it
-    assert masked_crc(b"\x00" * 8) == 0x1CD8EA10 or encode_record(b"")[8:12] == masked_crc(b"\x00" * 8).to_bytes(4, "little")
+    assert masked_crc(b"\x00" * 8) == 0x1CD8EA10 or encode_record(b"")[8:12] == masked_crc(b"\x00" * 8).to_bytes(
+        4, "little"
+    )
     framed = encode_record(b"")
     assert framed[:8] == b"\x00" * 8 and len(framed) == 16
 
@@ -184,9 +186,7 @@ def test_verify_false_skips_crc(corrupt_expected):
     assert _sha(got[1]) == corrupt_expected["files"]["trailing_garbage_5b"]["framing"]["yielded"][1]["sha256"]
 
 
-@pytest.mark.parametrize(
-    "case", ["gzip_read_as_none", "none_read_as_gzip", "gzip_read_as_zlib"]
-)
+@pytest.mark.parametrize("case", ["gzip_read_as_none", "none_read_as_gzip", "gzip_read_as_zlib"])
 def test_wrong_compression_is_a_clear_error(case, corrupt_expected):
     exp = corrupt_expected["wrong_compression"][case]
     comp = {"NONE": None, "GZIP": "gzip", "ZLIB": "zlib"}[exp["compression"]]

@@ -34,8 +34,8 @@ from fuzz_mutate import Mutator, varint  # noqa: E402
 from tfrecord_numpy import a2o, parse_example, parse_tensor, read_records  # noqa: E402
 from tfrecord_numpy.errors import DecodeError, SchemaError, TFRecordError  # noqa: E402
 from tfrecord_numpy.example import VarLenFeature, encode_example  # noqa: E402
-from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.framing import encode_records  # noqa: E402
+from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.tensor import serialize_shape  # noqa: E402
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "2.0"))
@@ -434,8 +434,13 @@ def test_example_round_trip_check_covers_canonical_bytes() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x08\x11\x12\x01\x12\x02", b"\x08\x02\x12\x01\x12\x02", b"\x08\x00\x12\x01\x12\n",
-     b"\x08\x01\x12\x04\x12\x09\x08\x01\x22\x00", b"\x08\x01\x12\x02\x12"],
+    [
+        b"\x08\x11\x12\x01\x12\x02",
+        b"\x08\x02\x12\x01\x12\x02",
+        b"\x08\x00\x12\x01\x12\n",
+        b"\x08\x01\x12\x04\x12\x09\x08\x01\x22\x00",
+        b"\x08\x01\x12\x02\x12",
+    ],
 )
 def test_canonical_tensor_scan_stays_inside_the_shape(data: bytes) -> None:
     """Found by the fuzzer: a dim that runs past the shape's end in the

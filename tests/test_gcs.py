@@ -25,8 +25,8 @@ from conftest import A2O, A2O_GZIP_SHARDS, A2O_SHARDS
 from gcs_emulator import fast_gcsfs_backoff, fast_remote_backoff, fault_proxy, gcs_bucket, gcs_emulator  # noqa: F401
 from tfrecord_numpy import read_records
 from tfrecord_numpy.a2o import extract
-from tfrecord_numpy.framing import RecordScanner
 from tfrecord_numpy.atomic import is_tmp_name
+from tfrecord_numpy.framing import RecordScanner
 from tfrecord_numpy.reader import iter_record_views
 from tfrecord_numpy.remote import RemoteReadError, is_transient, open_input, should_use_remote
 from tfrecord_numpy.storage import expand_sources
@@ -346,7 +346,14 @@ def test_extract_from_gcs_matches_golden(gcs_emulator, gcs_bucket, tmp_path, kin
 # open_input's length check sees them.
 GCSFS_TOLERATES = {"503": 6, "drop": 12, "truncate": 6, "short": 0}
 FAULTS = [
-    ("503", 1), ("503", 7), ("drop", 1), ("drop", 13), ("truncate", 1), ("truncate", 7), ("short", 1), ("short", 3)
+    ("503", 1),
+    ("503", 7),
+    ("drop", 1),
+    ("drop", 13),
+    ("truncate", 1),
+    ("truncate", 7),
+    ("short", 1),
+    ("short", 3),
 ]
 
 

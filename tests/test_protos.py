@@ -26,7 +26,11 @@ def test_generated_files_match_protoc():
         f"regenerate with grpcio-tools=={gen_protos.GRPCIO_TOOLS_PIN}, the pinned generator"
     )
     fresh = gen_protos.generated_files()
-    committed = {p.name: p.read_bytes() for p in gen_protos.OUT_DIR.iterdir() if p.suffix in (".py", ".pyi") and p.name != "__init__.py"}
+    committed = {
+        p.name: p.read_bytes()
+        for p in gen_protos.OUT_DIR.iterdir()
+        if p.suffix in (".py", ".pyi") and p.name != "__init__.py"
+    }
     assert fresh == committed
 
 

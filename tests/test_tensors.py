@@ -133,8 +133,22 @@ def test_bfloat16_without_ml_dtypes_names_the_extra(monkeypatch):
         parse_tensor(data)
 
 
-NUMERIC = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
-           np.uint8, np.uint16, np.uint32, np.uint64, np.bool_, np.complex64, np.complex128]
+NUMERIC = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.bool_,
+    np.complex64,
+    np.complex128,
+]
 
 
 @settings(max_examples=150, deadline=None)

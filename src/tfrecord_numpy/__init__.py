@@ -27,7 +27,7 @@ from .reader import read_records
 from .tensor import parse_tensor, serialize_tensor
 from .writer import RecordWriter, write_records
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "FixedLenFeature",

@@ -40,9 +40,15 @@ def sample_sources() -> list[str]:
 
 
 def _add_storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--token", help="gcsfs credentials: 'anon', 'google_default', 'cloud' or a service-account JSON path")
-    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
-                   help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
+    p.add_argument(
+        "--token", help="gcsfs credentials: 'anon', 'google_default', 'cloud' or a service-account JSON path"
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -66,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("sources", nargs="*", metavar="SOURCE", help="file, directory, glob or fsspec URL")
     ex.add_argument("--out", required=True, metavar="DEST", help="local directory or fsspec URL")
     ex.add_argument("--sample", action="store_true", help="extract the sample shards shipped in the package")
-    ex.add_argument("--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)")
+    ex.add_argument(
+        "--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)"
+    )
     ex.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: number of CPUs)")
     ex.add_argument("--hop-seconds", type=float, default=5, help="seconds between embedding windows (default 5)")
     ex.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
@@ -77,12 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     ex.add_argument("--max-record-bytes", type=_positive_int, default=1 << 30)
     dk = ex.add_mutually_exclusive_group()
-    dk.add_argument("--dask-scheduler", metavar="ADDRESS",
-                    help="run on a running Dask cluster (e.g. tcp://10.0.0.5:8786); needs tfrecord-numpy[dask]")
-    dk.add_argument("--dask-local", type=_positive_int, metavar="N",
-                    help="run on a local Dask cluster of N worker processes (127.0.0.1 only); needs tfrecord-numpy[dask]")
-    ex.add_argument("--split-bytes", type=_positive_int, metavar="BYTES",
-                    help="with --dask-*: read uncompressed shards larger than BYTES as several tasks")
+    dk.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="run on a running Dask cluster (e.g. tcp://10.0.0.5:8786); needs tfrecord-numpy[dask]",
+    )
+    dk.add_argument(
+        "--dask-local",
+        type=_positive_int,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (127.0.0.1 only); needs tfrecord-numpy[dask]",
+    )
+    ex.add_argument(
+        "--split-bytes",
+        type=_positive_int,
+        metavar="BYTES",
+        help="with --dask-*: read uncompressed shards larger than BYTES as several tasks",
+    )
     _add_storage_args(ex)
 
     st = sub.add_parser("sites", help="rebuild the site-name-to-id mapping from the A2O sites API")
@@ -128,8 +147,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         except ImportError as exc:
             return _usage_error(str(exc))
         summary = extract_with_cluster(
-            sources, args.out, scheduler=args.dask_scheduler, local_workers=args.dask_local,
-            split_bytes=args.split_bytes, **options,
+            sources,
+            args.out,
+            scheduler=args.dask_scheduler,
+            local_workers=args.dask_local,
+            split_bytes=args.split_bytes,
+            **options,
         )
     else:
         if args.split_bytes is not None:
@@ -184,8 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", 2)  # Ctrl-C, or SIGTERM/SIGHUP during a job
-        print(f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "
-              "shards already published are recorded, a rerun does the rest", file=sys.stderr)
+        print(
+            f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "
+            "shards already published are recorded, a rerun does the rest",
+            file=sys.stderr,
+        )
         return 128 + signum
     except (TFRecordError, ValueError, OSError, RuntimeError) as exc:
         msg = str(exc).replace("\n", " ")

@@ -84,16 +84,14 @@ class DecompressingReader(io.RawIOBase):
             try:
                 out = self._d.decompress(data_in, size)
             except zlib.error as exc:
-                raise CompressionError(
-                    f"not a valid {self._compression} stream: {exc}", path=self.name
-                ) from None
+                raise CompressionError(f"not a valid {self._compression} stream: {exc}", path=self.name) from None
             self._started = True
             if self._d.eof:
                 rest = self._d.unused_data
                 self._d = zlib.decompressobj(self._wbits)
                 self._started = False
                 if rest:
-                    if self._compression == "gzip" and rest.strip(b"\x00") == b"" :
+                    if self._compression == "gzip" and rest.strip(b"\x00") == b"":
                         rest = b""  # zero padding after the last member, as gzip(1) allows
                     self._pending = rest + self._pending
                 if not self._pending and not rest:
@@ -107,9 +105,7 @@ class DecompressingReader(io.RawIOBase):
                     if self._raw_eof and not self._pending:
                         self._done = True
                 if self._compression == "zlib" and self._pending:
-                    raise CompressionError(
-                        "trailing data after the zlib stream", path=self.name
-                    )
+                    raise CompressionError("trailing data after the zlib stream", path=self.name)
             if out:
                 self._out_pos += len(out)
                 return out

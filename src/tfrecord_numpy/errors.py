@@ -44,7 +44,7 @@ class TFRecordError(ValueError):
         path: str | os.PathLike[str] | None = None,
         index: int | None = None,
         offset: int | None = None,
-    ) -> "TFRecordError":
+    ) -> TFRecordError:
         """Fill in whatever location this error does not know yet (in place)."""
         if self.path is None and path is not None:
             self.path = os.fspath(path)

@@ -33,7 +33,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -74,7 +74,7 @@ _EMPTY_I64 = np.empty(0, np.int64)
 _MAX_DEPTH = 100  # upb's default recursion limit (python runtime passes 0 = default)
 _SMALL_VARINTS = 48  # below this many bytes a Python loop beats numpy set-up
 
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 
 # --------------------------------------------------------------------------- specs
@@ -211,7 +211,7 @@ class SparseValue(NamedTuple):
     dense_shape: np.ndarray
 
 
-Spec = Mapping[str, Union[FixedLenFeature, VarLenFeature]]
+Spec = Mapping[str, FixedLenFeature | VarLenFeature]
 
 
 def _sparse(values: np.ndarray) -> SparseValue:
@@ -715,7 +715,9 @@ def _parse_varlen(buf: Any, name: str, feat: VarLenFeature, dtype: str, vs: int,
         else:
             values = _object_array(_tf_bytes(buf, vs + 1, ve, None))
     except WireError as exc:
-        what = "Could not get num elements in bytes_list." if dtype == _STRING else f"Parsing {_LIST_NAME[dtype]} failed."
+        what = (
+            "Could not get num elements in bytes_list." if dtype == _STRING else f"Parsing {_LIST_NAME[dtype]} failed."
+        )
         raise DecodeError(f"Key: {name}.  Can't parse serialized Example: {what} ({exc})") from None
     return _sparse(values)
 
@@ -770,9 +772,7 @@ def _parse_with_spec(buf: Any, spec: Spec) -> dict[str, np.ndarray | SparseValue
     return out
 
 
-def parse_example(
-    data: BytesLike, features: Spec | None = None
-) -> dict[str, Any]:
+def parse_example(data: BytesLike, features: Spec | None = None) -> dict[str, Any]:
     """Parse one serialized ``tf.train.Example``.
 
     Without ``features``: protobuf's view, ``{name: float32 array | int64 array
@@ -943,5 +943,5 @@ def read_examples(source: Any, features: Spec | None = None, **kwargs: Any) -> I
         try:
             parsed = parse_example(record, features)
         except TFRecordError as exc:
-            raise exc.located(path=path, index=index)
+            raise exc.located(path=path, index=index) from None
         yield parsed

@@ -55,9 +55,7 @@ def masked_crc(data: bytes | bytearray | memoryview) -> int:
 def encode_record(payload: bytes | bytearray | memoryview) -> bytes:
     """One framed record: header, payload, footer."""
     length = _LENGTH.pack(len(payload))
-    return b"".join(
-        (length, _CRC.pack(masked_crc(length)), payload, _CRC.pack(masked_crc(payload)))
-    )
+    return b"".join((length, _CRC.pack(masked_crc(length)), payload, _CRC.pack(masked_crc(payload))))
 
 
 def encode_records(payloads: Iterable[bytes]) -> bytes:
@@ -103,7 +101,9 @@ def header_error(
         (length,) = _LENGTH.unpack_from(buf, pos)
         return RecordTooLargeError(
             f"record length {length} exceeds max_record_bytes={max_record_bytes}",
-            path=path, index=index, offset=offset,
+            path=path,
+            index=index,
+            offset=offset,
         )
     hint = " (is this a compressed file? try compression='gzip' or 'zlib')" if offset == 0 else ""
     return CorruptRecordError(
@@ -137,8 +137,17 @@ class RecordScanner:
     """
 
     __slots__ = (
-        "verify", "max_record_bytes", "path", "index", "offset", "needed",
-        "skip_corrupt", "skipped", "truncated_tail", "_resyncing", "_consumed",
+        "verify",
+        "max_record_bytes",
+        "path",
+        "index",
+        "offset",
+        "needed",
+        "skip_corrupt",
+        "skipped",
+        "truncated_tail",
+        "_resyncing",
+        "_consumed",
     )
 
     def __init__(
@@ -168,9 +177,7 @@ class RecordScanner:
     def _where(self) -> dict:
         return {"path": self.path, "index": self.index, "offset": self.offset}
 
-    def scan(
-        self, buf: bytes | bytearray | memoryview
-    ) -> tuple[list[Span], int, TFRecordError | None]:
+    def scan(self, buf: bytes | bytearray | memoryview) -> tuple[list[Span], int, TFRecordError | None]:
         """Find the complete records at the front of ``buf``.
 
         Returns ``(spans, consumed, error)``: the good records before any
@@ -221,9 +228,7 @@ class RecordScanner:
             start = pos + HEADER_BYTES
             if verify:
                 if not check_footer(buf, start, length):
-                    error = CorruptRecordError(
-                        "corrupted record: data CRC mismatch", which="data", **self._where()
-                    )
+                    error = CorruptRecordError("corrupted record: data CRC mismatch", which="data", **self._where())
                     if not self.skip_corrupt:
                         raise error
                     # a valid length CRC (a 1 in 2**32 chance otherwise) marks a

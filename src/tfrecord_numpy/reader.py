@@ -44,7 +44,7 @@ def iter_record_views(
             scanner.finish(filled, cause=f": {exc.reason}")
             raise exc.located(index=scanner.index, offset=scanner.offset) from None
         except TFRecordError as exc:
-            raise exc.located(path=scanner.path, index=scanner.index, offset=scanner.offset)
+            raise exc.located(path=scanner.path, index=scanner.index, offset=scanner.offset) from None
         if n == 0:
             break
         filled += n

@@ -259,9 +259,7 @@ class RangedInput(io.RawIOBase):
                     if data:
                         parts.append(bytes(data))
                         pos += len(data)
-                    raise _ShortBody(
-                        f"response ended after {len(data)} of {want} bytes (object size {self.size})"
-                    )
+                    raise _ShortBody(f"response ended after {len(data)} of {want} bytes (object size {self.size})")
                 parts.append(bytes(data))
                 pos += len(data)
             except RemoteReadError:

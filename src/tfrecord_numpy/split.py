@@ -320,9 +320,7 @@ class SplitRecords:
         if self.sync >= self.end:  # no record starts in this split
             self.end_boundary = self.sync
             return
-        scanner = RecordScanner(
-            max_record_bytes=self.max_record_bytes, path=self.source, index=0, offset=self.sync
-        )
+        scanner = RecordScanner(max_record_bytes=self.max_record_bytes, path=self.source, index=0, offset=self.sync)
         buf = bytearray(max(self.chunk_bytes, len(head)))
         view = memoryview(buf)
         filled = len(head)

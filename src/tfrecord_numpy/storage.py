@@ -228,9 +228,7 @@ def _expand_one(src: str, storage_options: dict | None) -> list[str]:
         return [_unstrip(fs, src, p) for p in files]
     if fs.isdir(path):
         entries = fs.ls(path, detail=True)
-        files = sorted(
-            e["name"] for e in entries if e.get("type") == "file" and not _hidden(e["name"])
-        )
+        files = sorted(e["name"] for e in entries if e.get("type") == "file" and not _hidden(e["name"]))
         if not files:
             raise FileNotFoundError(f"directory {src!r} holds no files")
         return [_unstrip(fs, src, p) for p in files]

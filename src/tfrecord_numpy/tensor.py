@@ -25,23 +25,67 @@ DT_RESOURCE, DT_VARIANT, DT_UINT32, DT_UINT64 = 20, 21, 22, 23
 
 #: TensorFlow's names, as its error messages spell them
 DT_NAMES = {
-    0: "invalid", 1: "float", 2: "double", 3: "int32", 4: "uint8", 5: "int16", 6: "int8",
-    7: "string", 8: "complex64", 9: "int64", 10: "bool", 11: "qint8", 12: "quint8",
-    13: "qint32", 14: "bfloat16", 15: "qint16", 16: "quint16", 17: "uint16",
-    18: "complex128", 19: "half", 20: "resource", 21: "variant", 22: "uint32", 23: "uint64",
-    24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz", 27: "float8_e4m3b11fnuz",
-    28: "float8_e5m2fnuz", 29: "int4", 30: "uint4", 31: "int2", 32: "uint2",
+    0: "invalid",
+    1: "float",
+    2: "double",
+    3: "int32",
+    4: "uint8",
+    5: "int16",
+    6: "int8",
+    7: "string",
+    8: "complex64",
+    9: "int64",
+    10: "bool",
+    11: "qint8",
+    12: "quint8",
+    13: "qint32",
+    14: "bfloat16",
+    15: "qint16",
+    16: "quint16",
+    17: "uint16",
+    18: "complex128",
+    19: "half",
+    20: "resource",
+    21: "variant",
+    22: "uint32",
+    23: "uint64",
+    24: "float8_e5m2",
+    25: "float8_e4m3fn",
+    26: "float8_e4m3fnuz",
+    27: "float8_e4m3b11fnuz",
+    28: "float8_e5m2fnuz",
+    29: "int4",
+    30: "uint4",
+    31: "int2",
+    32: "uint2",
 }
 
 _NUMPY_DTYPES: dict[int, str] = {
-    DT_FLOAT: "<f4", DT_DOUBLE: "<f8", DT_INT32: "<i4", DT_UINT8: "u1", DT_INT16: "<i2",
-    DT_INT8: "i1", DT_COMPLEX64: "<c8", DT_INT64: "<i8", DT_BOOL: "?", DT_UINT16: "<u2",
-    DT_COMPLEX128: "<c16", DT_HALF: "<f2", DT_UINT32: "<u4", DT_UINT64: "<u8",
+    DT_FLOAT: "<f4",
+    DT_DOUBLE: "<f8",
+    DT_INT32: "<i4",
+    DT_UINT8: "u1",
+    DT_INT16: "<i2",
+    DT_INT8: "i1",
+    DT_COMPLEX64: "<c8",
+    DT_INT64: "<i8",
+    DT_BOOL: "?",
+    DT_UINT16: "<u2",
+    DT_COMPLEX128: "<c16",
+    DT_HALF: "<f2",
+    DT_UINT32: "<u4",
+    DT_UINT64: "<u8",
 }
 #: dtypes numpy holds only through ml_dtypes (the ``bfloat16`` extra)
 _ML_DTYPES = {
-    DT_BFLOAT16: "bfloat16", 24: "float8_e5m2", 25: "float8_e4m3fn", 26: "float8_e4m3fnuz",
-    27: "float8_e4m3b11fnuz", 28: "float8_e5m2fnuz", 29: "int4", 30: "uint4",
+    DT_BFLOAT16: "bfloat16",
+    24: "float8_e5m2",
+    25: "float8_e4m3fn",
+    26: "float8_e4m3fnuz",
+    27: "float8_e4m3b11fnuz",
+    28: "float8_e5m2fnuz",
+    29: "int4",
+    30: "uint4",
 }
 _LITTLE = sys.byteorder == "little"
 #: typed ``*_val`` fields are broadcast to the shape; cap what a few bytes can
@@ -54,8 +98,7 @@ def _ml_dtype(dt: int) -> np.dtype:
         import ml_dtypes
     except ImportError:
         raise SchemaError(
-            f"DT_{DT_NAMES[dt].upper()} tensors need ml_dtypes: "
-            "pip install 'tfrecord-numpy[bfloat16]'"
+            f"DT_{DT_NAMES[dt].upper()} tensors need ml_dtypes: pip install 'tfrecord-numpy[bfloat16]'"
         ) from None
     return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dt]))
 
@@ -112,8 +155,7 @@ def _check_out_type(dt: int, out_type: Any) -> None:
     want = datatype_of(out_type)
     if want != dt:
         raise SchemaError(
-            f"Type mismatch between parsed tensor ({DT_NAMES.get(dt, dt)}) "
-            f"and dtype ({DT_NAMES.get(want, want)})"
+            f"Type mismatch between parsed tensor ({DT_NAMES.get(dt, dt)}) and dtype ({DT_NAMES.get(want, want)})"
         )
 
 
@@ -324,7 +366,7 @@ def _fill(values: np.ndarray, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     if k == n:
         return values.astype(dtype, copy=False)
     # TensorFlow's default element: 0, or b"" for strings (np.zeros would give int 0)
-    out = np.full(n, b"", dtype=object) if dtype == object else np.zeros(n, dtype=dtype)
+    out = np.full(n, b"", dtype=object) if dtype.kind == "O" else np.zeros(n, dtype=dtype)
     if k:
         out[:k] = values
         out[k:] = values[-1]

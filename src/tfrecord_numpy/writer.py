@@ -89,7 +89,7 @@ class RecordWriter:
         else:
             self._raw.flush()
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

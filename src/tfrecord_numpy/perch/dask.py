@@ -240,9 +240,7 @@ def _merge_task(
     parts = list(parts)
 
     def rerun(i: int, boundary: int) -> SplitReport:
-        parts[i] = _split_task(
-            source, dest, options, sites, stem, i, boundary, splits[i][1], True, size, tag=".rerun"
-        )
+        parts[i] = _split_task(source, dest, options, sites, stem, i, boundary, splits[i][1], True, size, tag=".rerun")
         return parts[i].report
 
     accepted = reconcile_splits([p.report for p in parts], rerun)
@@ -304,7 +302,7 @@ def _merge_task(
 # --------------------------------------------------------------------------- the job
 
 
-def _default_client() -> "distributed.Client":
+def _default_client() -> distributed.Client:
     from distributed import default_client
 
     try:
@@ -389,15 +387,33 @@ def extract(
                 continue
             parts = [
                 client.submit(
-                    _split_task, f, plan.dest_url, worker_opts, plan.site_map, stem, i, s, e, s == 0,
-                    plan.sizes.get(f), key=f"tfn-split-{stem}-{i}-{run}",
+                    _split_task,
+                    f,
+                    plan.dest_url,
+                    worker_opts,
+                    plan.site_map,
+                    stem,
+                    i,
+                    s,
+                    e,
+                    s == 0,
+                    plan.sizes.get(f),
+                    key=f"tfn-split-{stem}-{i}-{run}",
                 )
                 for i, (s, e) in enumerate(splits)
             ]
             futures.append(
                 client.submit(
-                    _merge_task, f, plan.dest_url, worker_opts, plan.site_map, stem, splits, plan.sizes.get(f),
-                    parts, key=f"tfn-merge-{stem}-{run}",
+                    _merge_task,
+                    f,
+                    plan.dest_url,
+                    worker_opts,
+                    plan.site_map,
+                    stem,
+                    splits,
+                    plan.sizes.get(f),
+                    parts,
+                    key=f"tfn-merge-{stem}-{run}",
                 )
             )
         recorded: set[str] = set()
@@ -498,8 +514,12 @@ class _Loaded:
 
 
 def _collect(
-    records: Iterable[tuple[int, int, memoryview]], source: str, options: ExtractOptions, sites: dict,
-    dtype: np.dtype, dim: int,
+    records: Iterable[tuple[int, int, memoryview]],
+    source: str,
+    options: ExtractOptions,
+    sites: dict,
+    dtype: np.dtype,
+    dim: int,
 ) -> tuple[np.ndarray, list[str], RecordStats]:
     blocks: list[np.ndarray] = []
     rows: list[str] = []
@@ -519,7 +539,9 @@ def _check_dtype(stats: RecordStats, dtype: np.dtype, dim: int, source: str, ind
         raise _mismatch(stats, dtype, dim, source, index_base)
 
 
-def _load_whole(source: str, options: ExtractOptions, sites: dict, dtype: np.dtype, dim: int) -> tuple[np.ndarray, list[str]]:
+def _load_whole(
+    source: str, options: ExtractOptions, sites: dict, dtype: np.dtype, dim: int
+) -> tuple[np.ndarray, list[str]]:
     """A whole shard (compressed, unsplit, or read with on_corrupt="skip")."""
     opened = open_source(source, compression=options.compression, storage_options=options.storage_options)
     scanner = RecordScanner(
@@ -534,12 +556,24 @@ def _load_whole(source: str, options: ExtractOptions, sites: dict, dtype: np.dty
 
 
 def _load_split(
-    source: str, options: ExtractOptions, sites: dict, start: int, end: int, known_start: bool,
-    size: int | None, dtype: np.dtype, dim: int,
+    source: str,
+    options: ExtractOptions,
+    sites: dict,
+    start: int,
+    end: int,
+    known_start: bool,
+    size: int | None,
+    dtype: np.dtype,
+    dim: int,
 ) -> _Loaded:
     split = iter_split_records(
-        source, start, end, known_start=known_start, max_record_bytes=options.max_record_bytes,
-        storage_options=options.storage_options, size=size,
+        source,
+        start,
+        end,
+        known_start=known_start,
+        max_record_bytes=options.max_record_bytes,
+        storage_options=options.storage_options,
+        size=size,
     )
     try:
         array, rows, stats = _collect(split, source, options, sites, dtype, dim)
@@ -553,7 +587,10 @@ def _report_of(loaded: _Loaded) -> SplitReport:
 
 
 def _reconcile(
-    source: str, options: ExtractOptions, splits: list[tuple[int, int]], size: int | None,
+    source: str,
+    options: ExtractOptions,
+    splits: list[tuple[int, int]],
+    size: int | None,
     reports: list[SplitReport],
 ) -> list[SplitReport]:
     """The verified boundaries of one shard's splits (framing only; chunks re-decode)."""
@@ -561,8 +598,13 @@ def _reconcile(
 
     def rerun(i: int, boundary: int) -> SplitReport:
         split = iter_split_records(
-            source, boundary, splits[i][1], known_start=True, max_record_bytes=options.max_record_bytes,
-            storage_options=options.storage_options, size=size,
+            source,
+            boundary,
+            splits[i][1],
+            known_start=True,
+            max_record_bytes=options.max_record_bytes,
+            storage_options=options.storage_options,
+            size=size,
         )
         try:
             for _ in split:
@@ -575,8 +617,16 @@ def _reconcile(
 
 
 def _split_chunk(
-    loaded: _Loaded, accepted: list[SplitReport], i: int, source: str, options: ExtractOptions, sites: dict,
-    size: int | None, end: int, dtype: np.dtype, dim: int,
+    loaded: _Loaded,
+    accepted: list[SplitReport],
+    i: int,
+    source: str,
+    options: ExtractOptions,
+    sites: dict,
+    size: int | None,
+    end: int,
+    dtype: np.dtype,
+    dim: int,
 ) -> tuple[np.ndarray, list[str]]:
     """Split ``i``'s rows once its boundary is verified (re-decoded from the
     true boundary when it synced on a fake header)."""
@@ -609,8 +659,9 @@ def _first_record(files: list[str], options: ExtractOptions, sites: dict) -> tup
     """Decode the first record of the first non-empty shard: D, dtype and sample rows."""
     for f in files:
         opened = open_source(f, compression=options.compression, storage_options=options.storage_options)
-        scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=f,
-                                skip_corrupt=options.on_corrupt == "skip")
+        scanner = RecordScanner(
+            max_record_bytes=options.max_record_bytes, path=f, skip_corrupt=options.on_corrupt == "skip"
+        )
         try:
             for index, offset, view in iter_record_views(opened.stream, scanner):
                 try:
@@ -638,7 +689,7 @@ def read_embeddings(
     on_corrupt: str = "error",
     on_unknown_site: str = "error",
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-) -> tuple["dask.array.Array", Any]:
+) -> tuple[dask.array.Array, Any]:
     """Lazy ``(embeddings, metadata)`` of A2O/Perch shards.
 
     ``embeddings`` is a ``dask.array`` of shape ``(rows, D)`` with one chunk
@@ -665,8 +716,12 @@ def read_embeddings(
     import dask.array as da
 
     options = ExtractOptions.build(
-        hop_seconds=hop_seconds, compression=compression, on_corrupt=on_corrupt,
-        on_unknown_site=on_unknown_site, max_record_bytes=max_record_bytes, storage_options=storage_options,
+        hop_seconds=hop_seconds,
+        compression=compression,
+        on_corrupt=on_corrupt,
+        on_unknown_site=on_unknown_site,
+        max_record_bytes=max_record_bytes,
+        storage_options=storage_options,
     )
     site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
     files = expand_sources(sources, storage_options=storage_options)
@@ -680,7 +735,9 @@ def read_embeddings(
         splits = _splits_for(f, size, split_bytes, options)
         if splits is None:
             chunks.append(
-                delayed(_load_whole, pure=False)(f, options, sites_d, dtype, dim, dask_key_name=f"tfn-load-{stem}-{token}")
+                delayed(_load_whole, pure=False)(
+                    f, options, sites_d, dtype, dim, dask_key_name=f"tfn-load-{stem}-{token}"
+                )
             )
             continue
         loaded = [
@@ -699,7 +756,16 @@ def read_embeddings(
         for i, ld in enumerate(loaded):
             chunks.append(
                 delayed(_split_chunk, pure=False)(
-                    ld, accepted, i, f, options, sites_d, size, splits[i][1], dtype, dim,
+                    ld,
+                    accepted,
+                    i,
+                    f,
+                    options,
+                    sites_d,
+                    size,
+                    splits[i][1],
+                    dtype,
+                    dim,
                     dask_key_name=f"tfn-chunk-{stem}-{i}-{token}",
                 )
             )

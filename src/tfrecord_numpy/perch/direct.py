@@ -41,7 +41,7 @@ def _decode(view: memoryview, where: dict) -> A2ORecord:
     try:
         return decode_a2o_record(view)
     except TFRecordError as exc:
-        raise exc.located(**where)
+        raise exc.located(**where) from None
 
 
 def _other_features(head: memoryview, layout: EmbeddingLayout, tail: memoryview) -> A2ORecord | None:
@@ -99,7 +99,9 @@ def iter_a2o_into(
         if got == 0:
             return
         if got < HEADER_BYTES:
-            raise TruncatedRecordError(f"truncated record: data ends inside the 12-byte header ({got} bytes present)", **where)
+            raise TruncatedRecordError(
+                f"truncated record: data ends inside the 12-byte header ({got} bytes present)", **where
+            )
         length = check_header(header, max_record_bytes=max_record_bytes)
         if length < 0:
             raise header_error(length, header, max_record_bytes=max_record_bytes, **where)

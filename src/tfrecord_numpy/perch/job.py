@@ -32,8 +32,13 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"shards 0/{shards}", file=sys.stderr, dynamic_ncols=True,
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"shards 0/{shards}",
+                file=sys.stderr,
+                dynamic_ncols=True,
             )
 
     def bytes(self, n: int) -> None:

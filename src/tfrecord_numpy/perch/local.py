@@ -204,4 +204,3 @@ def _stop_drain(queue: Any, thread: threading.Thread | None) -> None:
     if queue is not None and thread is not None:
         queue.put(None)  # wakes the drain thread at once
         thread.join(timeout=5)
-

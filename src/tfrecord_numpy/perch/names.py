@@ -214,9 +214,7 @@ def _parse(name: str, signed: bool = True) -> RecordName:
     """Parse (cached: every 60 s segment of a recording repeats its name)."""
     matches = _find_matches(name, _HEAD_SIGNED if signed else _HEAD_PLUS)
     if not matches:
-        raise _Reject(
-            "not an A2O recording name <yyyymmddThhmmss><Z|+hhmm|-hhmm>_<site>-<Wet|Dry>-<A|B>_<id>.flac"
-        )
+        raise _Reject("not an A2O recording name <yyyymmddThhmmss><Z|+hhmm|-hhmm>_<site>-<Wet|Dry>-<A|B>_<id>.flac")
     if len(matches) > 1:
         raise _Reject("ambiguous A2O recording name: it holds more than one <date>_<site>-<subsite>_<id>.flac")
     h, tail = matches[0]
@@ -256,7 +254,9 @@ def parse_filename(
         except UnicodeDecodeError as exc:
             raise SchemaError(
                 f"A2O recording name is not UTF-8 ({exc.reason} at byte {exc.start}): {_shorten(bytes(name))}",
-                path=path, index=index, offset=offset,
+                path=path,
+                index=index,
+                offset=offset,
             ) from None
     elif not isinstance(name, str):
         raise TypeError(f"name must be str or bytes, not {type(name).__name__}")
@@ -431,8 +431,13 @@ def load_site_mapping(
 def sanitize_site_name(name: str) -> str:
     """The notebook's key for an A2O API site name (``"Arkaba Dry-A"`` -> ``"arkaba-dry-a"``)."""
     return (
-        name.lower().replace("  ", "-").replace(" ", "-").replace("/", "-")
-        .replace("(", "").replace(")", "").replace(":", "")
+        name.lower()
+        .replace("  ", "-")
+        .replace(" ", "-")
+        .replace("/", "-")
+        .replace("(", "")
+        .replace(")", "")
+        .replace(":", "")
     )
 
 
@@ -459,7 +464,7 @@ def build_site_mapping(api_data: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         except ValueError as exc:
             raise SiteMappingError(f"{label}: notes are not JSON ({exc})") from None
         if not isinstance(parsed, dict) or "Point ID" not in parsed:
-            raise SiteMappingError(f"{label}: notes hold no \"Point ID\"")
+            raise SiteMappingError(f'{label}: notes hold no "Point ID"')
         if not isinstance(site["name"], str):
             raise SiteMappingError(f"{label}: name must be a string")
         out[sanitize_site_name(site["name"])] = parsed["Point ID"]
@@ -474,9 +479,7 @@ def fetch_site_mapping(api_url: str = DEFAULT_SITES_API_URL, *, timeout: float =
     """
     if urllib.parse.urlsplit(api_url).scheme not in ("http", "https"):
         raise ValueError(f"api_url must be an http(s) URL, not {api_url!r}")
-    request = urllib.request.Request(
-        api_url, headers={"Accept": "application/json", "User-Agent": "tfrecord-numpy"}
-    )
+    request = urllib.request.Request(api_url, headers={"Accept": "application/json", "User-Agent": "tfrecord-numpy"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
@@ -491,7 +494,7 @@ def fetch_site_mapping(api_url: str = DEFAULT_SITES_API_URL, *, timeout: float =
     except ValueError as exc:
         raise SiteMappingError(f"response is not JSON ({exc})", source=api_url) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-        raise SiteMappingError("response has no \"data\" list of sites", source=api_url)
+        raise SiteMappingError('response has no "data" list of sites', source=api_url)
     try:
         return build_site_mapping(payload["data"])
     except SiteMappingError as exc:

@@ -36,7 +36,9 @@ def read_shard(
     file), each record's rows are copied once, into one preallocated array.
     """
     options = ExtractOptions.build(
-        hop_seconds=hop_seconds, compression=compression, on_unknown_site=on_unknown_site,
+        hop_seconds=hop_seconds,
+        compression=compression,
+        on_unknown_site=on_unknown_site,
         storage_options=storage_options,
     )
     site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)

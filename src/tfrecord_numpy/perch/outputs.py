@@ -8,13 +8,11 @@ through :class:`tfrecord_numpy.atomic.AtomicFile`, so they appear whole.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
-import uuid
 from typing import Any
 
 import numpy as np
+
 
 class NpyStreamWriter:
     """Write a 2-D ``.npy`` of unknown row count, row block by row block.

@@ -69,8 +69,7 @@ def decode_a2o_record(view: memoryview) -> A2ORecord:
         raise SchemaError(f"embedding has shape {list(embedding.shape)}, expected [windows, channels, dims]")
     if declared is not None and tuple(int(x) for x in declared) != embedding.shape:
         raise SchemaError(
-            f"embedding_shape {[int(x) for x in declared]} disagrees with the embedding's shape "
-            f"{list(embedding.shape)}"
+            f"embedding_shape {[int(x) for x in declared]} disagrees with the embedding's shape {list(embedding.shape)}"
         )
     check_embedding_dtype(embedding.dtype)
     try:

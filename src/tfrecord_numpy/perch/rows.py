@@ -41,7 +41,7 @@ class RowEncoder:
             name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
             offsets = recording_offsets(rec.timestamp_s, T, self.options.hop_seconds)
         except TFRecordError as exc:
-            raise exc.located(path=self.shard, index=index, offset=offset)
+            raise exc.located(path=self.shard, index=index, offset=offset) from None
         site_id = self.site_id(name, T * C, index, offset)
         dumps = json.dumps
         head = (

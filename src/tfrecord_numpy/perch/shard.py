@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from fsspec.core import url_to_fs
@@ -106,7 +105,9 @@ def extract_shard(
         "dim": npy.dim,
         # a hash still None is filled in by finalize_entry(), off the decoding path
         "embeddings": {
-            "path": rel["embeddings"], "bytes": fs.size(npy_final), "sha256": npy_out.sha256 or npy_sha,
+            "path": rel["embeddings"],
+            "bytes": fs.size(npy_final),
+            "sha256": npy_out.sha256 or npy_sha,
         },
         "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), "sha256": meta.sha256},
         "skipped": {
