@@ -34,10 +34,11 @@ class AtomicFile:
     """A writable binary file on an fsspec filesystem, published by rename.
 
     If the filesystem's files cannot seek (object stores), writes go to a
-    local spool file that is uploaded on commit, so seeking still works.
+    local spool file that is uploaded on commit, so seeking still works
+    (``spool=False`` for writers that never seek).
     """
 
-    def __init__(self, fs: Any, final: str) -> None:
+    def __init__(self, fs: Any, final: str, *, spool: bool = True) -> None:
         self.fs = fs
         self.final = final
         self.tmp = tmp_name(final)
@@ -46,7 +47,7 @@ class AtomicFile:
         except OSError as exc:
             raise _located(exc, self.tmp) from exc
         self._spool: IO[bytes] | None
-        if self._remote.seekable():
+        if self._remote.seekable() or not spool:
             self.f: IO[bytes] = self._remote
             self._spool = None
         else:

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Iterable, Iterator
 
 import crc32c as _crc32c
+import numpy as np
 
 from .errors import CorruptRecordError, RecordTooLargeError, TFRecordError, TruncatedRecordError
 
@@ -117,6 +118,81 @@ def check_footer(buf: bytes | bytearray | memoryview, start: int, length: int) -
     return masked_crc(buf[start : start + length]) == data_crc
 
 
+_RESYNC_WINDOW = 1 << 20
+_resync_tables: tuple[np.ndarray, np.ndarray, int] | None = None
+
+
+def _crc_tables() -> tuple[np.ndarray, np.ndarray, int]:
+    """CRC32C of an 8-byte length field whose top 4 bytes are zero, by linearity:
+    ``crc(x) = lo[x & 0xFFFF] ^ hi[x >> 16] ^ crc(0)`` for the low 32 bits ``x``."""
+    global _resync_tables
+    if _resync_tables is None:
+        zero = _crc(bytes(8))
+        v = np.arange(1 << 16, dtype=np.uint32)
+        lo = np.zeros(1 << 16, np.uint32)
+        hi = np.zeros(1 << 16, np.uint32)
+        for bit in range(16):
+            on = ((v >> np.uint32(bit)) & np.uint32(1)).astype(bool)
+            lo[on] ^= np.uint32(_crc((1 << bit).to_bytes(8, "little")) ^ zero)
+            hi[on] ^= np.uint32(_crc((1 << (bit + 16)).to_bytes(8, "little")) ^ zero)
+        _resync_tables = (lo, hi, zero)
+    return _resync_tables
+
+
+def find_header(
+    buf: bytes | bytearray | memoryview,
+    start: int,
+    stop: int,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> int:
+    """The first position in ``[start, stop)`` where a header with a valid length
+    CRC and a length ``<= max_record_bytes`` starts, or ``stop`` if none.
+
+    Vectorised (numpy over aligned 32-bit views, four phases), so skipping
+    damaged data costs a few nanoseconds a byte instead of a Python loop
+    iteration.  ``buf`` must hold the 12 header bytes of every position tried.
+    """
+    stop = min(stop, len(buf) - HEADER_BYTES + 1)
+    if start >= stop:
+        return max(start, stop)
+    if max_record_bytes >= 1 << 32:  # lengths above 4 GiB: the plain loop (never the default)
+        for p in range(start, stop):
+            if check_header(buf, p, max_record_bytes=max_record_bytes) >= 0:
+                return p
+        return stop
+    lo, hi, zero = _crc_tables()
+    limit = np.uint32(max_record_bytes)
+    zero_masked = np.uint32(mask_crc(zero))
+    for w_start in range(start, stop, _RESYNC_WINDOW):
+        w_stop = min(stop, w_start + _RESYNC_WINDOW)
+        best = w_stop
+        for phase in range(4):
+            base = w_start + phase
+            n = (w_stop - base + 3) // 4  # positions base, base + 4, ... below w_stop
+            if n <= 0:
+                continue
+            words = np.frombuffer(buf, dtype="<u4", count=n + 2, offset=base)
+            length, stored = words[:n], words[2 : n + 2]
+            plausible = (words[1 : n + 1] == 0) & (length <= limit)
+            # zero lengths (zeroed regions) need no table: their CRC is a constant
+            empty = plausible & (length == 0)
+            hits = np.flatnonzero(empty & (stored == zero_masked))
+            others = np.flatnonzero(plausible & ~empty)
+            if others.size:
+                x = length[others]
+                crc = lo[(x & 0xFFFF).astype(np.intp)] ^ hi[(x >> 16).astype(np.intp)] ^ np.uint32(zero)
+                masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
+                good = others[masked == stored[others]]
+                if good.size:
+                    hits = good if not hits.size else np.minimum(hits[:1], good[:1])
+            if hits.size:
+                best = min(best, base + 4 * int(hits[0]))
+        if best < w_stop:
+            return best
+    return stop
+
+
 class RecordScanner:
     """Stateful, I/O-free record finder.
 
@@ -209,9 +285,10 @@ class RecordScanner:
         while end - pos >= HEADER_BYTES:
             length = check_header(buf, pos, verify=verify, max_record_bytes=max_record_bytes)
             if length < 0:
-                if self._resyncing:
-                    pos = self._consumed = pos + 1
-                    self.offset += 1
+                if self._resyncing:  # skip to the next plausible header at once
+                    nxt = find_header(buf, pos + 1, end - HEADER_BYTES + 1, max_record_bytes=max_record_bytes)
+                    self.offset += nxt - pos
+                    pos = self._consumed = nxt
                     continue
                 error = header_error(length, buf, pos, max_record_bytes=max_record_bytes, **self._where())
                 if not self.skip_corrupt or length == TOO_LARGE:

@@ -7,8 +7,11 @@ import zlib
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
+from fsspec.core import url_to_fs
+
+from .atomic import AtomicFile
 from .framing import encode_record
-from .storage import normalize_compression, open_url
+from .storage import normalize_compression
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}
 
@@ -52,8 +55,12 @@ class RecordWriter:
         compression = normalize_compression(compression)
         if compression == "auto":
             raise ValueError("compression='auto' is for reading; name 'gzip', 'zlib' or None")
+        self._atomic: AtomicFile | None = None
         if isinstance(dest, (str, os.PathLike)):
-            raw: Any = open_url(dest, "wb", storage_options=storage_options)
+            # whole files only: written under a temporary name, published by close()
+            fs, path = url_to_fs(os.fspath(dest), **(storage_options or {}))
+            self._atomic = AtomicFile(fs, path, spool=False)
+            raw: Any = self._atomic.f
             self._owned = True
         else:
             raw = dest
@@ -78,22 +85,36 @@ class RecordWriter:
         self._sink.flush()
 
     def close(self) -> None:
-        """Finish the stream; closes the destination only if this writer opened it."""
+        """Finish the stream; a file this writer opened appears under its name only now."""
         if self._sink is None:
             return
         sink, self._sink = self._sink, None
-        if isinstance(sink, _CompressingSink):
-            sink.finish()
-        if self._owned:
-            self._raw.close()
-        else:
-            self._raw.flush()
+        try:
+            if isinstance(sink, _CompressingSink):
+                sink.finish()
+            if self._atomic is not None:
+                self._atomic.commit()
+            else:
+                self._raw.flush()
+        except BaseException:
+            if self._atomic is not None:
+                self._atomic.abort()
+            raise
+
+    def abort(self) -> None:
+        """Give up: a file this writer opened is removed, nothing appears under its name."""
+        self._sink = None
+        if self._atomic is not None:
+            self._atomic.abort()
 
     def __enter__(self) -> RecordWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_records(

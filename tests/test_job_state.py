@@ -1,0 +1,406 @@
+"""The job's state you can trust: durable progress, source identity, one writer
+per DEST, clean stops, whole files only, bounded time on bad data."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfrecord_numpy import SchemaError, read_records, write_records
+from tfrecord_numpy.a2o import extract
+from tfrecord_numpy.framing import RecordScanner, encode_records
+from tfrecord_numpy.perch.lock import LOCK_NAME, DestinationLocked, DestLock
+from tfrecord_numpy.perch.synth import a2o_example, write_a2o_shard
+from tfrecord_numpy.reader import iter_record_views
+
+CLI = [sys.executable, "-m", "tfrecord_numpy.cli"]
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """The published outputs (what a user reads), by relative path."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.relative_to(out).parts[0] in ("embeddings", "metadata")
+    }
+
+
+def recorded(out: Path) -> dict[str, dict]:
+    """Shards the manifest and its journal record as complete."""
+    shards = {}
+    if (out / "manifest.json").exists():
+        shards.update(json.loads((out / "manifest.json").read_text())["shards"])
+    for p in (out / ".journal").glob("*.json") if (out / ".journal").exists() else []:
+        try:
+            item = json.loads(p.read_text())
+        except ValueError:
+            continue
+        shards[item["stem"]] = item["entry"]
+    return shards
+
+
+def make_shards(folder: Path, n: int, records: int = 3, **kw) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"embeddings-{i:05d}-of-{n:05d}"
+        write_a2o_shard(p, records, seed=i, **kw)
+        paths.append(p)
+    return paths
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of a session (the job started with start_new_session)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:  # state, ppid, pgrp, session
+            pids.append(int(d.name))
+    return pids
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, limit_s: float = 120) -> None:
+    """Poll until ``predicate()``; a safety net against hangs, not a speed check."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"job ended (rc {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"never saw {what}")
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- durable progress
+
+
+@pytest.mark.slow
+def test_kill_9_with_workers_keeps_every_recorded_shard(tmp_path):
+    src = make_shards(tmp_path / "src", 8, records=30)
+    ref = tmp_path / "ref"
+    extract(src, ref, workers=1, quiet=True)
+    out = tmp_path / "out"
+    cmd = [*CLI, "extract", *map(str, src), "--out", str(out), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    wait_for(lambda: len(recorded(out)) >= 2, proc, "two recorded shards")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = recorded(out)
+    assert len(before) >= 2
+    summary = tmp_path / "summary.json"
+    rerun = subprocess.run([*cmd, "--summary-json", str(summary)], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    s = json.loads(summary.read_text())
+    assert s["shards_already_complete"] >= len(before)  # nothing recorded was redone
+    assert s["shards_extracted"] + s["shards_already_complete"] == 8
+    assert outputs(out) == outputs(ref)
+    assert not list((out / ".journal").glob("*.json"))  # folded into manifest.json
+
+
+def test_recording_a_shard_is_constant_work(tmp_path, monkeypatch):
+    """Each shard is one small journal file; manifest.json is written once per run."""
+    from tfrecord_numpy.perch import manifest as manifest_mod
+
+    writes: list[str] = []
+    real = manifest_mod.write_json_atomic
+    monkeypatch.setattr(manifest_mod, "write_json_atomic", lambda fs, p, o: (writes.append(p), real(fs, p, o)))
+    sizes = []
+    real_record = manifest_mod.Manifest.record
+
+    def record(self, stem, entry):
+        real_record(self, stem, entry)
+        sizes.append(os.path.getsize(f"{self.journal}/{stem}.json"))
+
+    monkeypatch.setattr(manifest_mod.Manifest, "record", record)
+    src = make_shards(tmp_path / "src", 60, records=1, windows=1, channels=1, dims=4)
+    extract(src, tmp_path / "out", workers=1, quiet=True)
+    assert len(writes) == 1 and writes[0].endswith("manifest.json")
+    assert len(sizes) == 60
+    assert max(sizes) == min(sizes) or max(sizes) - min(sizes) < 16  # no growth with shards so far
+    assert len(recorded(tmp_path / "out")) == 60
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_rewritten_source_of_the_same_size_is_redone(tmp_path):
+    (src,) = make_shards(tmp_path / "src", 1, records=4)
+    out = tmp_path / "out"
+    extract([src], out, workers=1, quiet=True)
+    first = outputs(out)
+    size = src.stat().st_size
+    write_a2o_shard(src, 4, seed=99)  # other values, same size
+    assert src.stat().st_size == size
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    summary = extract([src], out, workers=1, quiet=True)
+    assert summary["shards_extracted"] == 1
+    assert outputs(out) != first
+    fresh = tmp_path / "fresh"
+    extract([src], fresh, workers=1, quiet=True)
+    assert outputs(out) == outputs(fresh)
+    entry = recorded(out)[src.name]
+    assert entry["source_identity"]["size"] == size and "mtime" in entry["source_identity"]
+
+
+def test_same_output_name_from_another_folder_is_refused(tmp_path):
+    (a,) = make_shards(tmp_path / "a", 1)
+    (b,) = make_shards(tmp_path / "b", 1, records=2)
+    out = tmp_path / "out"
+    extract([a], out, workers=1, quiet=True)
+    first = outputs(out)
+    with pytest.raises(ValueError) as info:
+        extract([b], out, workers=1, quiet=True)
+    assert str(a) in str(info.value) and str(b) in str(info.value)
+    assert outputs(out) == first
+    extract([b], out, workers=1, quiet=True, overwrite=True)  # said explicitly: replaced
+    assert recorded(out)[b.name]["source"] == str(b)
+
+
+def test_overwrite_of_one_shard_keeps_the_others(tmp_path):
+    src = make_shards(tmp_path / "src", 3)
+    out = tmp_path / "out"
+    extract(src, out, workers=1, quiet=True)
+    summary = extract(src[:1], out, workers=1, quiet=True, overwrite=True)
+    assert summary["shards_extracted"] == 1
+    assert set(recorded(out)) == {p.name for p in src}
+    again = extract(src, out, workers=1, quiet=True)
+    assert again["shards_already_complete"] == 3
+
+
+def test_manifest_paths_are_confined_to_dest(tmp_path):
+    (src,) = make_shards(tmp_path / "src", 1)
+    out = tmp_path / "out"
+    extract([src], out, workers=1, quiet=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    victim = tmp_path / "victim.npy"
+    victim.write_bytes((out / "embeddings" / f"{src.name}.npy").read_bytes())
+    entry = manifest["shards"][src.name]
+    entry["embeddings"]["path"] = "../victim.npy"  # a manifest must never send us outside DEST
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    summary = extract([src], out, workers=1, quiet=True)
+    assert summary["shards_extracted"] == 1  # not trusted: redone
+    assert recorded(out)[src.name]["embeddings"]["path"] == f"embeddings/{src.name}.npy"
+
+
+def test_dest_outputs_are_never_sources(tmp_path):
+    src = make_shards(tmp_path / "work", 2)
+    out = tmp_path / "work" / "out"
+    extract(src, out, workers=1, quiet=True)
+    first = outputs(out)
+    # a recursive glob that also matches DEST's own files
+    summary = extract([str(tmp_path / "work" / "**" / "*")], out, workers=1, quiet=True)
+    assert summary["shards"] == 2
+    assert outputs(out) == first
+
+
+# --------------------------------------------------------------------------- one writer
+
+
+def test_second_run_into_a_dest_in_use_is_refused(tmp_path):
+    (src,) = make_shards(tmp_path / "src", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    import fsspec
+
+    held = DestLock(fsspec.filesystem("file"), str(out)).acquire()
+    try:
+        with pytest.raises(DestinationLocked, match=f"pid {os.getpid()}"):
+            extract([src], out, workers=1, quiet=True)
+        proc = subprocess.run(
+            [*CLI, "extract", str(src), "--out", str(out), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 1
+        assert "destination in use" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        held.release()
+    assert not (out / LOCK_NAME).exists()
+    extract([src], out, workers=1, quiet=True)
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path):
+    (src,) = make_shards(tmp_path / "src", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    (out / LOCK_NAME).write_text(
+        json.dumps({"host": socket.gethostname(), "pid": dead.pid, "run": "x", "started": 0, "heartbeat": 0})
+    )
+    summary = extract([src], out, workers=1, quiet=True)
+    assert summary["shards_extracted"] == 1
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_lock_on_another_filesystem(tmp_path):
+    """The same lock on an fsspec filesystem that is not a local disk."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.makedirs("/locktest", exist_ok=True)
+    a = DestLock(fs, "/locktest").acquire()
+    with pytest.raises(DestinationLocked):
+        DestLock(fs, "/locktest").acquire()
+    a.release()
+    DestLock(fs, "/locktest").acquire().release()
+
+
+# --------------------------------------------------------------------------- stops
+
+
+def _start_job(tmp_path: Path, n: int = 6, records: int = 40) -> tuple[subprocess.Popen, Path, list[Path]]:
+    src = make_shards(tmp_path / "src", n, records=records)
+    out = tmp_path / "out"
+    cmd = [*CLI, "extract", *map(str, src), "--out", str(out), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    return proc, out, src
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_the_parent_stops_everything_and_keeps_what_is_published(tmp_path, sig, code):
+    proc, out, src = _start_job(tmp_path)
+    wait_for(lambda: len(recorded(out)) >= 1, proc, "a recorded shard")
+    proc.send_signal(sig)  # to the parent alone
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 30  # a safety net: children are reaped asynchronously
+    while session_pids(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session_pids(proc.pid) == []  # no worker, no forkserver left
+    done = json.loads((out / "manifest.json").read_text())["shards"]  # compacted on the way out
+    assert len(done) >= 1
+    for stem, entry in done.items():
+        assert (out / entry["embeddings"]["path"]).exists()
+    rerun = subprocess.run(
+        [*CLI, "extract", *map(str, src), "--out", str(out), "--workers", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(recorded(out)) == len(src)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_is_named_in_one_line(tmp_path):
+    proc, out, src = _start_job(tmp_path, n=4, records=60)
+
+    def workers() -> list[int]:
+        return [p for p in session_pids(proc.pid) if p != proc.pid and _ppid(p) != proc.pid]
+
+    wait_for(lambda: bool(workers()) and any(out.rglob("*.tmp-*")), proc, "a worker writing")
+    for pid in workers():
+        os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "worker process died" in lines[0], err
+    assert any(p.name in lines[0] for p in src)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def test_worker_counts_below_one_are_usage_errors(tmp_path):
+    (src,) = make_shards(tmp_path / "src", 1)
+    for n in ("0", "-3"):
+        proc = subprocess.run(
+            [*CLI, "extract", str(src), "--out", str(tmp_path / "o"), "--workers", n],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and "--workers" in proc.stderr
+    with pytest.raises(ValueError, match="workers"):
+        extract([src], tmp_path / "o", workers=0, quiet=True)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def test_writers_publish_whole_files_only(tmp_path):
+    def failing():
+        yield b"one"
+        yield b"two"
+        raise RuntimeError("the source broke")
+
+    for compression in (None, "gzip", "zlib"):
+        dest = tmp_path / f"out-{compression}.tfrecord"
+        with pytest.raises(RuntimeError):
+            write_records(dest, failing(), compression=compression)
+        assert list(tmp_path.iterdir()) == [] or not dest.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    from tfrecord_numpy import RecordWriter
+
+    dest = tmp_path / "ctx.tfrecord"
+    with pytest.raises(KeyError):
+        with RecordWriter(dest) as w:
+            w.write(b"x")
+            raise KeyError("stop")
+    assert not dest.exists()
+    write_records(dest, [b"a", b"b"])
+    assert list(read_records(dest)) == [b"a", b"b"]
+
+
+# --------------------------------------------------------------------------- bad data
+
+
+def test_resync_over_damage_is_vectorised(monkeypatch):
+    """Skipping 8 MiB of zeros tries a handful of header positions in Python, not 8 million."""
+    from tfrecord_numpy import framing
+
+    calls = 0
+    real = framing.check_header
+
+    def counting(*a, **k):
+        nonlocal calls
+        calls += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(framing, "check_header", counting)
+    good = [os.urandom(100) for _ in range(4)]
+    for garbage in (bytes(8 << 20), b"\xff" * (8 << 20), np.random.default_rng(0).bytes(8 << 20)):
+        data = encode_records(good[:2]) + garbage + encode_records(good[2:])
+        calls = 0
+        scanner = RecordScanner(skip_corrupt=True)
+        got = [bytes(v) for _, _, v in iter_record_views(io.BytesIO(data), scanner)]
+        assert got == good
+        assert len(scanner.skipped) == 1 and scanner.skipped[0].offset == len(encode_records(good[:2]))
+        assert calls < 1000, calls
+
+
+def test_embeddings_a_npy_cannot_hold_are_refused(tmp_path):
+    strings = np.array([[[b"a", b"b"]]], dtype=object)
+    rec = a2o_example("20201014T010000+1030_Arkaba-Dry-A_49500.flac", 0.0, strings)
+    bad = tmp_path / "src" / "strings"
+    bad.parent.mkdir()
+    write_records(bad, [rec])
+    with pytest.raises(SchemaError) as info:
+        extract([bad], tmp_path / "out", workers=1, quiet=True)
+    assert info.value.index == 0 and info.value.path == str(bad)
+    assert not (tmp_path / "out" / "embeddings" / "strings.npy").exists()
