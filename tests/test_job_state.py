@@ -404,3 +404,42 @@ def test_embeddings_a_npy_cannot_hold_are_refused(tmp_path):
         extract([bad], tmp_path / "out", workers=1, quiet=True)
     assert info.value.index == 0 and info.value.path == str(bad)
     assert not (tmp_path / "out" / "embeddings" / "strings.npy").exists()
+
+
+# --------------------------------------------------------------------------- odd inputs
+
+
+def test_symlinked_shards_in_a_directory_are_followed(tmp_path):
+    (real,) = make_shards(tmp_path / "store", 1)
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / real.name).symlink_to(real)
+    summary = extract([folder], tmp_path / "out", workers=1, quiet=True)
+    assert summary["shards"] == 1 and summary["records"] == 3
+
+
+def test_names_with_glob_characters_are_taken_literally(tmp_path):
+    (src,) = make_shards(tmp_path / "src[1]", 1)
+    summary = extract([src], tmp_path / "out", workers=1, quiet=True)
+    assert summary["shards"] == 1 and summary["records"] == 3
+
+
+@pytest.mark.parametrize("length", [0x8B1F, 0x088B1F])
+def test_auto_compression_never_takes_a_valid_tfrecord_for_gzip(tmp_path, length):
+    path = tmp_path / "magic.tfrecord"
+    write_records(path, [b"x" * length, b"y"])
+    assert path.read_bytes()[:2] == b"\x1f\x8b"  # the record length starts like a gzip stream
+    assert [len(r) for r in read_records(path)] == [length, 1]
+    from tfrecord_numpy.split import is_compressed
+
+    assert not is_compressed(path)
+
+
+def test_embeddings_with_no_windows_give_an_empty_matrix_of_the_stored_dtype(tmp_path):
+    rec = a2o_example("20201014T010000+1030_Arkaba-Dry-A_49500.flac", 0.0, np.zeros((0, 5, 16), np.float16))
+    src = tmp_path / "src" / "empty-windows"
+    src.parent.mkdir()
+    write_records(src, [rec, rec])
+    extract([src], tmp_path / "out", workers=1, quiet=True)
+    arr = np.load(tmp_path / "out" / "embeddings" / "empty-windows.npy")
+    assert arr.shape == (0, 16) and arr.dtype == np.float16

@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 from fsspec.core import url_to_fs
 
-from .compression import GZIP_MAGIC
 from .errors import TFRecordError
 from .framing import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -52,7 +51,7 @@ from .framing import (
     RecordScanner,
     masked_crc,
 )
-from .storage import compression_from_name, normalize_compression
+from .storage import compression_from_name, normalize_compression, sniff_compression
 
 __all__ = [
     "NeedMore",
@@ -171,7 +170,7 @@ def is_compressed(
         return True
     fs, path = url_to_fs(name, **(storage_options or {}))
     with fs.open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
+        return sniff_compression(f.read(HEADER_BYTES)) is not None
 
 
 def plan_splits(

@@ -17,6 +17,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from .compression import GZIP_MAGIC, DecompressingReader
+from .framing import HEADER_BYTES, check_header
 
 Source = Union[str, "os.PathLike[str]", BinaryIO, IO[bytes]]
 CompressionArg = Literal["auto", "gzip", "zlib", "none"] | None
@@ -144,6 +145,16 @@ class OpenedSource:
             self.stream.close()
 
 
+def sniff_compression(head: bytes) -> str | None:
+    """ "gzip" when a stream's first bytes are a gzip header and not a valid TFRecord
+    header (a record length's first two bytes can be the gzip magic), else None."""
+    if len(head) >= HEADER_BYTES and check_header(head) >= 0:
+        return None
+    if head[:3] == GZIP_MAGIC + b"\x08" and (len(head) < 4 or head[3] & 0xE0 == 0):
+        return "gzip"  # magic, deflate, no reserved flag bits
+    return None
+
+
 def open_source(
     source: Source,
     *,
@@ -173,11 +184,10 @@ def open_source(
         transcoded = getattr(raw, "transcoded", False)
         compression = compression_from_name(name) if name and not transcoded else None
         if compression is None:
-            head = raw.read(2)
+            head = raw.read(HEADER_BYTES)
             if not isinstance(head, bytes):
                 head = bytes(head)
-            if head == GZIP_MAGIC:
-                compression = "gzip"
+            compression = sniff_compression(head)
             raw = _Prefixed(head, raw, close_raw=owned)
     stream = raw
     if compression is not None:
@@ -220,7 +230,7 @@ def _hidden(path: str) -> bool:
 
 def _expand_one(src: str, storage_options: dict | None) -> list[str]:
     fs, path = url_to_fs(src, **(storage_options or {}))
-    if fsspec.core.has_magic(path):
+    if fsspec.core.has_magic(path) and not fs.exists(path):  # a name with [*?] that exists is literal
         matches = [p for p in fs.glob(path) if not _hidden(p)]
         files = sorted(p for p in matches if fs.isfile(p))
         if not files:
@@ -228,7 +238,13 @@ def _expand_one(src: str, storage_options: dict | None) -> list[str]:
         return [_unstrip(fs, src, p) for p in files]
     if fs.isdir(path):
         entries = fs.ls(path, detail=True)
-        files = sorted(e["name"] for e in entries if e.get("type") == "file" and not _hidden(e["name"]))
+        files = sorted(
+            e["name"]
+            for e in entries
+            if not _hidden(e["name"])
+            # symlinks are followed: a linked file counts as a file
+            and (e.get("type") == "file" or (e.get("islink") and fs.isfile(e["name"])))
+        )
         if not files:
             raise FileNotFoundError(f"directory {src!r} holds no files")
         return [_unstrip(fs, src, p) for p in files]
