@@ -443,3 +443,44 @@ def test_embeddings_with_no_windows_give_an_empty_matrix_of_the_stored_dtype(tmp
     extract([src], tmp_path / "out", workers=1, quiet=True)
     arr = np.load(tmp_path / "out" / "embeddings" / "empty-windows.npy")
     assert arr.shape == (0, 16) and arr.dtype == np.float16
+
+
+def test_a_stalled_server_ends_in_an_error_naming_the_url_and_offset(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tfrecord_numpy import remote
+    from tfrecord_numpy.remote import RemoteReadError
+
+    body = encode_records([b"a" * 100, b"b" * 100])
+    release = threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+
+        def do_GET(self):
+            release.wait(30)  # never answers in time
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(remote, "DEFAULT_REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(remote, "DEFAULT_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(remote, "DEFAULT_RETRIES", 2)
+    url = f"http://127.0.0.1:{server.server_address[1]}/shard.tfrecord"
+    try:
+        with pytest.raises(RemoteReadError) as info:
+            list(read_records(url, compression=None))
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert info.value.path == url and info.value.offset == 0
+    assert url in str(info.value) and "offset 0" in str(info.value)
