@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
 _U64 = (1 << 64) - 1
+
+#: what the readers here walk (indexing gives a byte as an int)
+BytesLike = bytes | bytearray | memoryview
 
 
 class WireError(Exception):
     """The bytes are not valid protobuf wire format (caller adds context)."""
 
 
-def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf: BytesLike, pos: int, end: int) -> tuple[int, int]:
     """Decode a base-128 varint at ``pos``; return (value, new_pos)."""
     result = 0
     shift = 0
@@ -36,7 +38,7 @@ def read_varint(buf, pos: int, end: int) -> tuple[int, int]:
             raise WireError("varint too long")
 
 
-def read_len32(buf: Any, pos: int, end: int) -> tuple[int, int]:
+def read_len32(buf: BytesLike, pos: int, end: int) -> tuple[int, int]:
     """A length of at most 5 bytes (< 2**35; protobuf's own limit is 2**31)
     at ``pos``; (value, next position)."""
     result = shift = 0
@@ -75,7 +77,7 @@ def to_int32(v: int) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
-def iter_fields(buf, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+def iter_fields(buf: BytesLike, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """Yield ``(field_number, wire_type, value_or_start, value_end)`` for each field.
 
     For VARINT the third item is the value (fourth unused: the next position);
@@ -110,8 +112,8 @@ def iter_fields(buf, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
             raise WireError(f"unsupported wire type {wt}")
 
 
-def read_packed_varints(buf, start: int, end: int) -> list[int]:
-    out = []
+def read_packed_varints(buf: BytesLike, start: int, end: int) -> list[int]:
+    out: list[int] = []
     pos = start
     while pos < end:
         v, pos = read_varint(buf, pos, end)

@@ -11,10 +11,11 @@ import json
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 
-def _storage_options(args: argparse.Namespace) -> dict:
-    opts: dict = {}
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
     for item in args.storage_option or []:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .errors import CompressionError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Compression = Literal["gzip", "zlib"]
 GZIP_MAGIC = b"\x1f\x8b"
@@ -24,6 +27,14 @@ class StreamTruncated(CompressionError):
     """The compressed stream ended before its end marker."""
 
 
+class ReadableStream(Protocol):
+    """A binary stream to read from: ``read(size)`` (empty or None at the end) and ``close()``."""
+
+    def read(self, size: int = ..., /) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
 class DecompressingReader(io.RawIOBase):
     """A read-only binary stream of the decompressed bytes of ``raw``.
 
@@ -32,7 +43,7 @@ class DecompressingReader(io.RawIOBase):
 
     def __init__(
         self,
-        raw: BinaryIO,
+        raw: ReadableStream,
         compression: Compression,
         *,
         input_chunk: int = DEFAULT_INPUT_CHUNK,
@@ -111,7 +122,7 @@ class DecompressingReader(io.RawIOBase):
                 return out
         return b""
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> int:
         view = memoryview(b).cast("B")
         out = self._inflate(len(view))
         n = len(out)

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class Location(TypedDict, total=False):
+    """Where an error happened: the keyword arguments of :class:`TFRecordError`."""
+
+    path: str | os.PathLike[str] | None
+    index: int | None
+    offset: int | None
 
 
 class TFRecordError(ValueError):
@@ -55,14 +68,22 @@ class TFRecordError(ValueError):
         self.args = (self._format(),)
         return self
 
-    def __reduce__(self):  # picklable across worker processes
+    def __reduce__(self) -> tuple[Callable[..., TFRecordError], tuple[object, ...]]:
+        # picklable across worker processes
         return (_rebuild, (type(self), self.reason, self.path, self.index, self.offset, self.__dict__))
 
     def __str__(self) -> str:
         return self._format()
 
 
-def _rebuild(cls, reason, path, index, offset, state):
+def _rebuild(
+    cls: type[TFRecordError],
+    reason: str,
+    path: str | None,
+    index: int | None,
+    offset: int | None,
+    state: dict[str, Any],
+) -> TFRecordError:
     err = cls.__new__(cls)
     TFRecordError.__init__(err, reason, path=path, index=index, offset=offset)
     err.__dict__.update(state)
@@ -72,7 +93,7 @@ def _rebuild(cls, reason, path, index, offset, state):
 class CorruptRecordError(TFRecordError):
     """A masked CRC32C did not match: ``which`` is "length" or "data"."""
 
-    def __init__(self, reason: str, *, which: str = "data", **where) -> None:
+    def __init__(self, reason: str, *, which: str = "data", **where: Unpack[Location]) -> None:
         self.which = which
         super().__init__(reason, **where)
 

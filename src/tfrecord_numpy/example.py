@@ -33,13 +33,16 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
 from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, WireError, encode_varint, read_varint
 from .errors import DecodeError, SchemaError, TFRecordError
 from .reader import read_records
+
+if TYPE_CHECKING:
+    from .storage import Source
 
 __all__ = [
     "FixedLenFeature",
@@ -53,7 +56,7 @@ __all__ = [
 _FLOAT, _INT64, _STRING = "float32", "int64", "string"
 # DataTypeString() spellings, used verbatim in TensorFlow's messages
 _TF_NAME = {_FLOAT: "float", _INT64: "int64", _STRING: "string"}
-_NP_DTYPE = {_FLOAT: np.dtype(np.float32), _INT64: np.dtype(np.int64), _STRING: np.dtype(object)}
+_NP_DTYPE: dict[str, np.dtype] = {_FLOAT: np.dtype(np.float32), _INT64: np.dtype(np.int64), _STRING: np.dtype(object)}
 _LIST_NAME = {_FLOAT: "float_list", _INT64: "int64_list", _STRING: "bytes_list"}
 # Feature's oneof: field number -> kind, and TF's one-byte tag -> kind
 _BYTES_F, _FLOAT_F, _INT64_F = 1, 2, 3
@@ -75,6 +78,9 @@ _MAX_DEPTH = 100  # upb's default recursion limit (python runtime passes 0 = def
 _SMALL_VARINTS = 48  # below this many bytes a Python loop beats numpy set-up
 
 BytesLike = bytes | bytearray | memoryview
+#: one piece of a Feature's values as the protobuf walk gathers them: a bytes
+#: value, the (start, end) span of packed floats, an int64 or an array of them
+_Chunk = bytes | tuple[int, int] | int | np.ndarray
 
 
 # --------------------------------------------------------------------------- specs
@@ -170,7 +176,7 @@ class FixedLenFeature:
         if self.default_value is not None:
             object.__setattr__(self, "default_value", _norm_default(self.default_value, shape, dtype))
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[object, ...]:
         d = self.default_value
         if d is None:
             dk: Any = None
@@ -231,7 +237,8 @@ def _decode_varints(buf: Any, start: int, end: int) -> np.ndarray:
     """
     n = end - start
     if n <= 0:
-        return _EMPTY_I64.copy()
+        empty: np.ndarray = _EMPTY_I64.copy()
+        return empty
     if n < _SMALL_VARINTS:
         vals = []
         pos = start
@@ -249,7 +256,7 @@ def _decode_varints(buf: Any, start: int, end: int) -> np.ndarray:
     starts[1:] = ends[:-1] + 1
     if int((ends - starts).max()) >= 10:
         raise WireError("varint too long")
-    which = np.cumsum(last) - last  # index of the varint each byte belongs to
+    which: np.ndarray = np.cumsum(last) - last  # index of the varint each byte belongs to
     shift = (np.arange(n) - starts[which]).astype(np.uint64) * np.uint64(7)
     parts = (raw & 0x7F).astype(np.uint64) << shift  # disjoint bits: sum == or
     return np.add.reduceat(parts, starts).view(np.int64)
@@ -281,10 +288,12 @@ def _encode_varints(values: np.ndarray) -> bytes:
 def _floats(buf: Any, spans: list[tuple[int, int]]) -> np.ndarray:
     """Float32 values stored little-endian at ``spans``, bitwise, in a fresh array."""
     if not spans:
-        return _EMPTY_F32.copy()
+        empty: np.ndarray = _EMPTY_F32.copy()
+        return empty
     views = [np.frombuffer(buf, dtype="<f4", count=(b - a) // 4, offset=a) for a, b in spans if b > a]
     if not views:
-        return _EMPTY_F32.copy()
+        no_values: np.ndarray = _EMPTY_F32.copy()
+        return no_values
     if len(views) == 1:
         return views[0].astype(np.float32)  # astype copies: never alias the record
     return np.concatenate(views).astype(np.float32, copy=False)
@@ -367,7 +376,7 @@ def _pb_skip(buf: Any, pos: int, end: int, field: int, wt: int, depth: int) -> i
     raise WireError(f"invalid wire type {wt}")
 
 
-def _pb_list(buf: Any, pos: int, end: int, kind: int, chunks: list, depth: int) -> None:
+def _pb_list(buf: Any, pos: int, end: int, kind: int, chunks: list[_Chunk], depth: int) -> None:
     """One BytesList/FloatList/Int64List, appended to ``chunks`` (merge semantics)."""
     if depth < 0:
         raise WireError("nesting too deep")
@@ -406,7 +415,7 @@ def _pb_list(buf: Any, pos: int, end: int, kind: int, chunks: list, depth: int) 
         pos = _pb_skip(buf, pos, end, field, wt, depth)  # unknown, or known with a wrong wire type
 
 
-def _pb_feature(buf: Any, pos: int, end: int, kind: int, chunks: list, depth: int) -> tuple[int, list]:
+def _pb_feature(buf: Any, pos: int, end: int, kind: int, chunks: list[_Chunk], depth: int) -> tuple[int, list[_Chunk]]:
     """A Feature merged into (kind, chunks): same oneof member merges, another replaces."""
     if depth < 0:
         raise WireError("nesting too deep")
@@ -422,7 +431,7 @@ def _pb_feature(buf: Any, pos: int, end: int, kind: int, chunks: list, depth: in
     return kind, chunks
 
 
-def _pb_features(buf: Any, pos: int, end: int, out: dict, depth: int) -> None:
+def _pb_features(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
     if depth < 0:
         raise WireError("nesting too deep")
     while pos < end:
@@ -434,12 +443,13 @@ def _pb_features(buf: Any, pos: int, end: int, out: dict, depth: int) -> None:
             pos = _pb_skip(buf, pos, end, field, wt, depth)
 
 
-def _pb_entry(buf: Any, pos: int, end: int, out: dict, depth: int) -> None:
+def _pb_entry(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
     """A map entry; upb moves an entry with any unknown field to unknown fields (drops it)."""
     if depth < 0:
         raise WireError("nesting too deep")
     key = ""
-    kind, chunks = 0, []
+    kind = 0
+    chunks: list[_Chunk] = []
     clean = True
     while pos < end:
         field, wt, pos = _pb_tag(buf, pos, end)
@@ -459,14 +469,15 @@ def _pb_entry(buf: Any, pos: int, end: int, out: dict, depth: int) -> None:
         out[key] = (kind, chunks)
 
 
-def _pb_value(buf: Any, kind: int, chunks: list) -> np.ndarray | list[bytes]:
+def _pb_value(buf: Any, kind: int, chunks: list[_Chunk]) -> np.ndarray | list[bytes]:
     if kind == _BYTES_F:
-        return list(chunks)  # already bytes (see _pb_list)
+        return cast("list[bytes]", list(chunks))  # already bytes (see _pb_list)
     if kind == _FLOAT_F:
-        return _floats(buf, chunks)
+        return _floats(buf, cast("list[tuple[int, int]]", chunks))
     if kind == _INT64_F:
         if not chunks:
-            return _EMPTY_I64.copy()
+            empty: np.ndarray = _EMPTY_I64.copy()
+            return empty
         if len(chunks) == 1 and isinstance(chunks[0], np.ndarray):
             return chunks[0]
         parts: list[np.ndarray] = []
@@ -478,16 +489,17 @@ def _pb_value(buf: Any, kind: int, chunks: list) -> np.ndarray | list[bytes]:
             if run:
                 parts.append(np.array(run, dtype=np.uint64).view(np.int64))
                 run = []
-            parts.append(c)
+            parts.append(cast(np.ndarray, c))  # ints or arrays in an int64 list
         if run:
             parts.append(np.array(run, dtype=np.uint64).view(np.int64))
         return np.concatenate(parts)
-    return _EMPTY_F32.copy()  # no oneof member set: an empty float32 list
+    unset: np.ndarray = _EMPTY_F32.copy()  # no oneof member set: an empty float32 list
+    return unset
 
 
 def _parse_protobuf_view(buf: Any) -> dict[str, np.ndarray | list[bytes]]:
     n = len(buf)
-    feats: dict[str, tuple[int, list]] = {}
+    feats: dict[str, tuple[int, list[_Chunk]]] = {}
     pos = 0
     try:
         while pos < n:
@@ -600,7 +612,8 @@ def _tf_int64s(buf: Any, pos: int, end: int) -> np.ndarray:
     length, pos = _tf_v32(buf, pos, end)
     lim = _tf_push(pos, end, length)
     if pos >= lim:
-        return _EMPTY_I64.copy()
+        empty: np.ndarray = _EMPTY_I64.copy()
+        return empty
     peek = buf[pos]
     if peek == 0x0A:
         plen, pos = _tf_v32(buf, pos + 1, lim)
@@ -648,7 +661,7 @@ def _tf_bytes(buf: Any, pos: int, end: int, cap: int | None) -> list[bytes]:
     """ParseBytesList; with ``cap`` (a fixed shape) one value too many is fatal."""
     length, pos = _tf_v32(buf, pos, end)
     lim = _tf_push(pos, end, length)
-    spans = []
+    spans: list[tuple[int, int]] = []
     while pos < lim:
         if buf[pos] != 0x0A:
             raise WireError("bytes_list interrupted by another field")
@@ -861,10 +874,10 @@ def _classify_array(key: str, arr: np.ndarray) -> tuple[str, Any]:
     raise TypeError(f"feature {key!r}: cannot encode a {arr.dtype} array in a tf.Example")
 
 
-def _list_message(kind: str, payload: Any) -> tuple[list, int]:
+def _list_message(kind: str, payload: Any) -> tuple[list[bytes | memoryview], int]:
     """The BytesList/FloatList/Int64List body as parts to join, and its size."""
     if kind == _STRING:
-        parts: list = []
+        parts: list[bytes | memoryview] = []
         size = 0
         for b in payload:
             head = b"\x0a" + encode_varint(len(b))
@@ -912,7 +925,7 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
         entry_size = len(entry_head) + body_size
         entries.append((kb, [b"\x0a" + encode_varint(entry_size), entry_head, *body], entry_size))
     entries.sort(key=lambda e: _map_order(e[0]))
-    parts: list = []
+    parts: list[bytes | memoryview] = []
     total = 0
     for _, entry_parts, entry_size in entries:
         total += len(entry_parts[0]) + entry_size
@@ -931,7 +944,7 @@ def _source_name(source: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def read_examples(source: Any, features: Spec | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+def read_examples(source: Source, features: Spec | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Yield ``parse_example(record, features)`` for every record of a TFRecord file.
 
     ``kwargs`` go to :func:`~tfrecord_numpy.reader.read_records`.  A parse

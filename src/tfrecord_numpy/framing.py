@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 import crc32c as _crc32c
 import numpy as np
 
-from .errors import CorruptRecordError, RecordTooLargeError, TFRecordError, TruncatedRecordError
+from .errors import CorruptRecordError, Location, RecordTooLargeError, TFRecordError, TruncatedRecordError
 
 HEADER_BYTES = 12
 FOOTER_BYTES = 4
@@ -114,7 +114,7 @@ def header_error(
 
 def check_footer(buf: bytes | bytearray | memoryview, start: int, length: int) -> bool:
     """Whether the payload ``buf[start:start+length]`` matches the masked CRC after it."""
-    (data_crc,) = _CRC.unpack_from(buf, start + length)
+    data_crc: int = _CRC.unpack_from(buf, start + length)[0]
     return masked_crc(buf[start : start + length]) == data_crc
 
 
@@ -250,7 +250,7 @@ class RecordScanner:
         self._resyncing = False
         self._consumed = 0
 
-    def _where(self) -> dict:
+    def _where(self) -> Location:
         return {"path": self.path, "index": self.index, "offset": self.offset}
 
     def scan(self, buf: bytes | bytearray | memoryview) -> tuple[list[Span], int, TFRecordError | None]:
@@ -276,7 +276,7 @@ class RecordScanner:
         if not self._resyncing:
             self.skipped.append(error)
 
-    def _scan(self, buf, spans: list[Span]) -> int:
+    def _scan(self, buf: bytes | bytearray | memoryview, spans: list[Span]) -> int:
         end = len(buf)
         pos = self._consumed = 0
         verify = self.verify

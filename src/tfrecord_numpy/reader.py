@@ -9,8 +9,9 @@ it allocate more than about twice the data present.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from .compression import StreamTruncated
+from .compression import ReadableStream, StreamTruncated
 from .errors import TFRecordError
 from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
 from .storage import Source, open_source, readinto
@@ -20,7 +21,7 @@ INITIAL_CHUNK_BYTES = 64 << 10
 
 
 def iter_record_views(
-    stream,
+    stream: ReadableStream,
     scanner: RecordScanner,
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -84,7 +85,7 @@ def read_records(
     compression: str | None = "auto",
     verify: bool = True,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
     """Yield every record of a TFRecord file as ``bytes``.
 

@@ -48,15 +48,23 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compression import GZIP_MAGIC, DecompressingReader
 from .errors import TFRecordError
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 DEFAULT_BLOCK_SIZE = 8 << 20
 DEFAULT_RETRIES = 6
 DEFAULT_RETRY_DELAY = 0.5
+#: seconds one range request may take before it counts as a failed (retried) attempt
+DEFAULT_REQUEST_TIMEOUT = 30.0
+#: seconds of failed attempts on one block before giving up, however the retries go
+DEFAULT_RETRY_SECONDS = 180.0
 MAX_RETRY_DELAY = 16.0
 # short responses that still brought bytes do not use up ``retries``, up to this many per block
 _MAX_PARTIAL_RESPONSES = 64
@@ -76,11 +84,19 @@ class RemoteReadError(TFRecordError, OSError):
     an I/O failure, not bad data).
     """
 
-    def __reduce__(self):  # TFRecordError's pickling cannot build an OSError subclass
+    def __reduce__(self) -> tuple[Callable[..., RemoteReadError], tuple[object, ...]]:
+        # TFRecordError's pickling cannot build an OSError subclass
         return (_rebuild_remote, (type(self), self.reason, self.path, self.index, self.offset, dict(self.__dict__)))
 
 
-def _rebuild_remote(cls, reason, path, index, offset, state):
+def _rebuild_remote(
+    cls: type[RemoteReadError],
+    reason: str,
+    path: str | None,
+    index: int | None,
+    offset: int | None,
+    state: dict[str, Any],
+) -> RemoteReadError:
     err = cls(reason, path=path, index=index, offset=offset)
     err.__dict__.update(state)
     return err
@@ -160,7 +176,7 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _content_encoding(info: dict) -> str | None:
+def _content_encoding(info: dict[str, Any]) -> str | None:
     """The object's stored content encoding, whatever the backend calls the key."""
     for key, value in info.items():
         if isinstance(key, str) and key.replace("_", "").replace("-", "").lower() == "contentencoding":
@@ -193,7 +209,9 @@ class RangedInput(io.RawIOBase):
         prefetch: bool = True,
         retries: int = DEFAULT_RETRIES,
         retry_delay: float | None = None,
-        fetch_kwargs: dict | None = None,
+        fetch_kwargs: dict[str, Any] | None = None,
+        request_timeout: float | None = None,
+        retry_seconds: float | None = None,
     ) -> None:
         super().__init__()
         if block_size <= 0:
@@ -206,6 +224,8 @@ class RangedInput(io.RawIOBase):
         self._retries = max(0, int(retries))
         self._retry_delay = max(0.0, float(DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay))
         self._fetch_kwargs = dict(fetch_kwargs or {})
+        self._timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+        self._retry_seconds = DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds
         self._block = memoryview(b"")
         self._block_pos = 0
         self._next_start = 0  # first byte not yet requested
@@ -213,20 +233,31 @@ class RangedInput(io.RawIOBase):
         self._lock = threading.Lock()
         self.attempts_failed = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-numpy-prefetch") if prefetch else None
-        self._pending: Future | None = None
+        self._pending: Future[bytes] | None = None
         self._whole: memoryview | None = None  # the whole object, if a server ignored Range
         if self._pool is not None:
             self._pending = self._submit()
 
     # ----------------------------------------------------------------- fetching
 
-    def _submit(self) -> Future | None:
+    def _submit(self) -> Future[bytes] | None:
         """Start fetching the next block in the background (None at the end)."""
         if self._next_start >= self.size or self._pool is None:
             return None
         start, end = self._next_start, min(self._next_start + self._block_size, self.size)
         self._next_start = end
         return self._pool.submit(self._fetch, start, end)
+
+    def _cat(self, start: int, end: int) -> Any:
+        """One range request, abandoned (and so retried) after ``request_timeout`` seconds."""
+        fs = self._fs
+        if self._timeout and getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
+            from fsspec.asyn import sync
+
+            return sync(
+                fs.loop, fs._cat_file, self._path, start=start, end=end, timeout=self._timeout, **self._fetch_kwargs
+            )
+        return fs.cat_file(self._path, start=start, end=end, **self._fetch_kwargs)
 
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``, retried from the exact byte each failure stopped at."""
@@ -235,6 +266,7 @@ class RangedInput(io.RawIOBase):
         failures = 0  # in a row without a byte of progress: bounded by ``retries``
         failed = 0  # all failed requests for this block: bounded too, against a trickle
         last: BaseException | None = None
+        first_failure: float | None = None
         while pos < end:
             if self.closed:
                 raise ValueError("I/O operation on closed file")
@@ -244,7 +276,7 @@ class RangedInput(io.RawIOBase):
                 parts.append(bytes(self._whole[pos:end]))
                 break
             try:
-                data = self._fs.cat_file(self._path, start=pos, end=end, **self._fetch_kwargs)
+                data = self._cat(pos, end)
                 if not isinstance(data, (bytes, bytearray, memoryview)):
                     data = bytes(data)
                 if len(data) > want:
@@ -276,7 +308,10 @@ class RangedInput(io.RawIOBase):
                 failed += 1
                 with self._lock:
                     self.attempts_failed += 1
-                if failures > self._retries or failed > self._retries + _MAX_PARTIAL_RESPONSES:
+                if first_failure is None:
+                    first_failure = time.monotonic()
+                out_of_time = time.monotonic() - first_failure > self._retry_seconds
+                if out_of_time or failures > self._retries or failed > self._retries + _MAX_PARTIAL_RESPONSES:
                     raise RemoteReadError(
                         f"gave up reading remote object at byte offset {pos} after {failed} failed "
                         f"attempts; last error: {type(exc).__name__}: {exc}",
@@ -322,7 +357,7 @@ class RangedInput(io.RawIOBase):
             return b""
         return bytes(self._block[self._block_pos : self._block_pos + n])
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> int:
         if self.closed:
             raise ValueError("I/O operation on closed file")
         view = memoryview(b).cast("B")
@@ -402,7 +437,7 @@ class DecodedInput(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> int:
         n = self._stream.readinto(b)
         self._pos += n
         return n
@@ -423,7 +458,7 @@ class DecodedInput(io.RawIOBase):
 def open_input(
     url: str,
     *,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     prefetch: bool = True,
     retries: int = DEFAULT_RETRIES,
@@ -459,11 +494,11 @@ def open_input(
     if info.get("size") is None:  # the server does not say (HTTP without Content-Length): stream
         return fs.open(path, "rb", block_size=block_size)
     size = int(info["size"])
-    fetch_kwargs: dict = {}
+    fetch_kwargs: dict[str, Any] = {}
     if _is_gcs(fs) and info.get("generation"):
         fetch_kwargs["generation"] = info["generation"]
     encoding = _content_encoding(info)
-    kwargs = dict(block_size=block_size, prefetch=prefetch, retries=retries, retry_delay=retry_delay)
+    kwargs: dict[str, Any] = dict(block_size=block_size, prefetch=prefetch, retries=retries, retry_delay=retry_delay)
     if encoding != "gzip":
         return RangedInput(fs, path, url=url, size=size, fetch_kwargs=fetch_kwargs, **kwargs)
     # Decompressive transcoding: ``size`` is the stored (gzip) size.  Ask for
@@ -481,7 +516,7 @@ def open_input(
     return DecodedInput(stored, url=url)
 
 
-def _raw_fs(fs: Any, url: str, options: dict) -> Any:
+def _raw_fs(fs: Any, url: str, options: dict[str, Any]) -> Any:
     """A filesystem like ``fs`` whose HTTP client hands over bodies undecoded.
 
     gcsfs's aiohttp session inflates a ``Content-Encoding: gzip`` body by
@@ -498,14 +533,17 @@ def _raw_fs(fs: Any, url: str, options: dict) -> Any:
     return fs
 
 
-def _retry_info(fs: Any, path: str, url: str, retries: int, retry_delay: float | None, first: BaseException) -> dict:
+def _retry_info(
+    fs: Any, path: str, url: str, retries: int, retry_delay: float | None, first: BaseException
+) -> dict[str, Any]:
     """``fs.info`` retried like a block (the object's size decides everything after)."""
     retry_delay = DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay
     last = first
     for attempt in range(1, max(0, retries) + 1):
         time.sleep(min(MAX_RETRY_DELAY, retry_delay * 2 ** (attempt - 1)))
         try:
-            return fs.info(path)
+            info: dict[str, Any] = fs.info(path)
+            return info
         except FileNotFoundError:
             raise
         except Exception as exc:

@@ -129,7 +129,8 @@ def find_record_start(
     positions = n - HEADER_BYTES + 1
     if positions > 0:
         a = np.frombuffer(view, dtype=np.uint8)
-        for p in _candidates(a, positions, _zero_high_bytes(max_record_bytes)).tolist():
+        candidates: list[int] = _candidates(a, positions, _zero_high_bytes(max_record_bytes)).tolist()
+        for p in candidates:
             (length,) = _LENGTH.unpack_from(view, p)
             if length > max_record_bytes:
                 continue
@@ -158,7 +159,7 @@ def is_compressed(
     source: str | os.PathLike[str],
     *,
     compression: str | None = "auto",
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> bool:
     """Whether ``source`` is gzip/zlib, decided as :func:`.storage.open_source` does
     (explicit argument, then suffix, then the gzip magic bytes)."""
@@ -177,7 +178,7 @@ def plan_splits(
     source: str | os.PathLike[str],
     *,
     split_bytes: int,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
     compression: str | None = "auto",
     size: int | None = None,
 ) -> list[tuple[int, int]]:
@@ -243,7 +244,7 @@ class SplitRecords:
         *,
         known_start: bool = False,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-        storage_options: dict | None = None,
+        storage_options: dict[str, Any] | None = None,
         chunk_bytes: int = DEFAULT_SPLIT_CHUNK_BYTES,
         size: int | None = None,
     ) -> None:
@@ -297,14 +298,16 @@ class SplitRecords:
                 return None, bytearray()
             if isinstance(found, int):
                 return found, buf[found - base :]
-            del buf[: found.keep - base]
+            # new buffers, not in-place resizes: a view of the old one may still be
+            # alive (numpy's scan) and a resize under an export raises BufferError
+            buf = buf[found.keep - base :]
             base = found.keep
             need = max(found.want - len(buf), 1)
             data = f.read(max(need, _SYNC_CHUNK_BYTES))
             if not data:
                 eof = True
             else:
-                buf += data
+                buf = buf + data
 
     def _iter(self, f: Any) -> Iterator[tuple[int, int, memoryview]]:
         size = self.size
@@ -379,7 +382,7 @@ def iter_split_records(
     *,
     known_start: bool = False,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
     chunk_bytes: int = DEFAULT_SPLIT_CHUNK_BYTES,
     size: int | None = None,
 ) -> SplitRecords:

@@ -11,22 +11,27 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Literal, Union
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Union, cast
 
 import fsspec
 from fsspec.core import url_to_fs
 
-from .compression import GZIP_MAGIC, DecompressingReader
+from .compression import GZIP_MAGIC, Compression, DecompressingReader, ReadableStream
 from .framing import HEADER_BYTES, check_header
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 Source = Union[str, "os.PathLike[str]", BinaryIO, IO[bytes]]
 CompressionArg = Literal["auto", "gzip", "zlib", "none"] | None
+#: what :func:`normalize_compression` gives: a codec, "auto" (detect it) or None
+NormalizedCompression = Literal["auto", "gzip", "zlib"]
 
-_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zz": "zlib", ".zlib": "zlib"}
+_SUFFIXES: dict[str, Compression] = {".gz": "gzip", ".gzip": "gzip", ".zz": "zlib", ".zlib": "zlib"}
 DEFAULT_BLOCK_SIZE = 8 << 20
 
 
-def normalize_compression(compression: str | None) -> str | None:
+def normalize_compression(compression: str | None) -> NormalizedCompression | None:
     """Map the user's spelling to "auto", "gzip", "zlib" or None."""
     if compression is None:
         return None
@@ -34,11 +39,11 @@ def normalize_compression(compression: str | None) -> str | None:
     if c in ("none", "", "uncompressed"):
         return None
     if c in ("auto", "gzip", "zlib"):
-        return c
+        return cast(NormalizedCompression, c)
     raise ValueError(f"compression must be None, 'auto', 'gzip' or 'zlib', not {compression!r}")
 
 
-def compression_from_name(name: str) -> str | None:
+def compression_from_name(name: str) -> Compression | None:
     """The compression a file's suffix implies, if any."""
     return _SUFFIXES.get(os.path.splitext(name)[1].lower())
 
@@ -70,7 +75,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b: WriteableBuffer) -> int:
         view = memoryview(b).cast("B")
         if self._head:
             n = min(len(view), len(self._head))
@@ -111,15 +116,18 @@ def _readinto(f: Any, view: memoryview) -> int:
     return n
 
 
-def readinto(f: Any, view: memoryview) -> int:
+def readinto(f: ReadableStream, view: memoryview) -> int:
     """Fill as much of ``view`` as the stream gives in one call (0 at EOF)."""
     return _readinto(f, view)
 
 
-def open_url(url: str | os.PathLike[str], mode: str = "rb", *, storage_options: dict | None = None, **kwargs: Any):
+def open_url(
+    url: str | os.PathLike[str], mode: str = "rb", *, storage_options: dict[str, Any] | None = None, **kwargs: Any
+) -> IO[bytes]:
     """Open a path or fsspec URL with fsspec (no decompression)."""
     fs, path = url_to_fs(os.fspath(url), **(storage_options or {}))
-    return fs.open(path, mode, **kwargs)
+    f: IO[bytes] = fs.open(path, mode, **kwargs)
+    return f
 
 
 @dataclass
@@ -145,7 +153,7 @@ class OpenedSource:
             self.stream.close()
 
 
-def sniff_compression(head: bytes) -> str | None:
+def sniff_compression(head: bytes) -> Compression | None:
     """ "gzip" when a stream's first bytes are a gzip header and not a valid TFRecord
     header (a record length's first two bytes can be the gzip magic), else None."""
     if len(head) >= HEADER_BYTES and check_header(head) >= 0:
@@ -159,7 +167,7 @@ def open_source(
     source: Source,
     *,
     compression: str | None = "auto",
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> OpenedSource:
     """Open ``source`` for reading records, undoing its compression."""
@@ -199,7 +207,7 @@ def open_source(
 def expand_sources(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[str]:
     """Turn files, directories, globs and URLs into a sorted list of file URLs.
 
@@ -211,15 +219,15 @@ def expand_sources(
     out: list[str] = []
     for src in sources:
         out.extend(_expand_one(os.fspath(src), storage_options))
-    seen: set[str] = set()
-    unique = [s for s in out if not (s in seen or seen.add(s))]
+    unique = list(dict.fromkeys(out))  # first occurrence of each, in order
     return unique
 
 
 def _unstrip(fs: Any, original: str, path: str) -> str:
     """Give a listed path back its protocol, so it can be reopened alone."""
     if "://" in original or "::" in original:
-        return fs.unstrip_protocol(path)
+        url: str = fs.unstrip_protocol(path)
+        return url
     return path
 
 
@@ -228,7 +236,7 @@ def _hidden(path: str) -> bool:
     return base.startswith(".")
 
 
-def _expand_one(src: str, storage_options: dict | None) -> list[str]:
+def _expand_one(src: str, storage_options: dict[str, Any] | None) -> list[str]:
     fs, path = url_to_fs(src, **(storage_options or {}))
     if fsspec.core.has_magic(path) and not fs.exists(path):  # a name with [*?] that exists is literal
         matches = [p for p in fs.glob(path) if not _hidden(p)]

@@ -10,9 +10,13 @@ our generated protobuf classes and TensorFlow's fill rules.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 from . import _wire
 from .errors import DecodeError, SchemaError
@@ -100,7 +104,8 @@ def _ml_dtype(dt: int) -> np.dtype:
         raise SchemaError(
             f"DT_{DT_NAMES[dt].upper()} tensors need ml_dtypes: pip install 'tfrecord-numpy[bfloat16]'"
         ) from None
-    return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dt]))
+    dtype: np.dtype = np.dtype(getattr(ml_dtypes, _ML_DTYPES[dt]))
+    return dtype
 
 
 def numpy_dtype(dt: int) -> np.dtype:
@@ -183,7 +188,7 @@ class _Unusual(Exception):
     """Internal: an encoding the hand walk leaves to protobuf's parser."""
 
 
-def _fields(buf, start: int, end: int):
+def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """``_wire.iter_fields`` for the hand walk: one-byte tags and at most 5-byte
     lengths only.  Protobuf (upb here, C++ in TensorFlow) refuses longer tags and
     lengths that ``iter_fields`` would take, so those go to the general path."""
@@ -195,7 +200,7 @@ def _fields(buf, start: int, end: int):
         pos = f[3]  # the next field starts where this one's value ends
 
 
-def _parse_shape(buf, start: int, end: int, dims: list[int], unknown_rank: bool) -> bool:
+def _parse_shape(buf: memoryview, start: int, end: int, dims: list[int], unknown_rank: bool) -> bool:
     """Merge one TensorShapeProto into ``dims``, as protobuf merges a repeated
     message field (dims append, the last ``unknown_rank`` wins); returns it."""
     for field, wt, a, b in _fields(buf, start, end):
@@ -466,7 +471,7 @@ def serialize_shape(shape: tuple[int, ...]) -> bytes:
     return b"".join(_len_field(2, (b"\x08" + _wire.encode_varint(d)) if d else b"") for d in shape)
 
 
-def serialize_tensor(array: Any) -> bytes:
+def serialize_tensor(array: npt.ArrayLike) -> bytes:
     """Encode an array as TensorFlow's ``tf.io.serialize_tensor`` does, byte for byte.
 
     Numbers go to ``tensor_content`` (little-endian); strings (object arrays

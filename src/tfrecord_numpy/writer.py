@@ -23,7 +23,7 @@ class _CompressingSink:
         self._raw = raw
         self._c = zlib.compressobj(level, zlib.DEFLATED, _WBITS[compression])
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         out = self._c.compress(data)
         if out:
             self._raw.write(out)
@@ -50,7 +50,7 @@ class RecordWriter:
         *,
         compression: str | None = None,
         level: int = 6,
-        storage_options: dict | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         compression = normalize_compression(compression)
         if compression == "auto":
@@ -122,7 +122,7 @@ def write_records(
     records: Iterable[bytes],
     *,
     compression: str | None = None,
-    storage_options: dict | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> int:
     """Write ``records`` to ``dest``; returns how many were written."""
     with RecordWriter(dest, compression=compression, storage_options=storage_options) as w:

@@ -37,14 +37,14 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from fsspec.core import url_to_fs
 
 try:
     import dask
-    from dask import delayed
+    from dask.delayed import delayed as _delayed
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "tfrecord_numpy.dask needs dask (and distributed for extract): pip install 'tfrecord-numpy[dask]'"
@@ -72,13 +72,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["extract", "extract_with_cluster", "read_embeddings", "METADATA_COLUMNS"]
 
+delayed: Any = _delayed  # untyped in dask: called through Any
+
 _COPY_BYTES = 8 << 20
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def _mismatch(stats: RecordStats, dtype: np.dtype, dim: int, source: str, index_base: int) -> SchemaError:
+def _mismatch(stats: RecordStats, dtype: np.dtype, dim: int | None, source: str, index_base: int) -> SchemaError:
     return SchemaError(
         f"embedding is {stats.dtype}[..., {stats.dim}] but earlier records are {dtype}[..., {dim}]",
         path=source,
@@ -252,6 +254,7 @@ def _merge_task(
             if dtype is None:
                 dtype, dim = st.dtype, st.dim
             elif st.dtype != dtype or st.dim != dim:
+                assert report.index_base is not None  # reconcile_splits sets it on every accepted report
                 raise _mismatch(st, dtype, dim, source, report.index_base)
         if report.error is not None:
             raise shift_error(report.error, report.index_base)
@@ -271,6 +274,7 @@ def _merge_task(
         for part in parts:
             if part.stats.rows:
                 assert dtype is not None and dim is not None
+                assert part.npy_path is not None and part.json_path is not None  # a part with rows succeeded
                 _copy_npy_rows(fs, part.npy_path, npy, dtype, dim)
                 _copy_json_rows(fs, part.json_path, json_out.f, first)
                 first = False
@@ -282,7 +286,7 @@ def _merge_task(
         npy_out.abort()
         json_out.abort()
         raise
-    entry = {
+    entry: dict[str, Any] = {
         "source": source,
         "source_size": source_size(source, options.storage_options),
         "records": sum(p.stats.records for p in parts),
@@ -303,10 +307,10 @@ def _merge_task(
 
 
 def _default_client() -> distributed.Client:
-    from distributed import default_client
+    import distributed
 
     try:
-        return default_client()
+        return cast(Any, distributed).default_client()
     except ValueError:
         raise ValueError(
             "no Dask client: pass client=distributed.Client(...), create one first, or use "
@@ -361,8 +365,11 @@ def extract(
     """
     if client is None:
         client = _default_client()
-    from distributed import as_completed
+    import distributed
 
+    # untyped parts of distributed's API (as_completed, Client.nthreads/cancel, Future.done)
+    dist: Any = distributed
+    untyped_client: Any = client
     if split_bytes is not None and (isinstance(split_bytes, bool) or int(split_bytes) <= 0):
         raise ValueError(f"split_bytes must be a positive integer, not {split_bytes!r}")
     opts = ExtractOptions.build(**options)
@@ -371,10 +378,10 @@ def extract(
         fs, root = plan.fs, plan.root
         parts_root = f"{root}/{PARTS_DIR}"
         _rm_tree(fs, parts_root)  # parts of a killed run: stale
-        workers = sum(client.nthreads().values()) or 1
+        workers = sum(untyped_client.nthreads().values()) or 1
         worker_opts = opts.for_workers()
         run = uuid.uuid4().hex[:8]
-        futures = []
+        futures: list[Any] = []
         for f in plan.todo:
             stem = shard_stem(f)
             splits = _splits_for(f, plan.sizes.get(f), split_bytes, worker_opts)
@@ -427,7 +434,7 @@ def extract(
 
         first_error: BaseException | None = None
         try:
-            for fut in as_completed(futures, loop=client.loop):  # not the default client's loop
+            for fut in dist.as_completed(futures, loop=client.loop):  # not the default client's loop
                 try:
                     entry = fut.result()
                 except Exception as exc:
@@ -435,7 +442,7 @@ def extract(
                     break
                 record(entry)
             if first_error is not None:
-                client.cancel([f for f in futures if not f.done()])
+                untyped_client.cancel([f for f in futures if not f.done()])
                 for fut in futures:  # keep what finished meanwhile, as the local job does
                     if fut.status == "finished":
                         entry = fut.result()
@@ -443,7 +450,7 @@ def extract(
                             record(entry)
                 raise first_error
         finally:
-            client.cancel([f for f in futures if not f.done()])
+            untyped_client.cancel([f for f in futures if not f.done()])
         remove_stale_tmp(fs, root)  # left by workers lost mid-write
         _rm_tree(fs, parts_root)
         return job.summary(workers)
@@ -474,15 +481,17 @@ def extract_with_cluster(
     """
     if (scheduler is None) == (local_workers is None):
         raise ValueError("give exactly one of scheduler= and local_workers=")
-    from distributed import Client, LocalCluster
+    import distributed
 
+    dist: Any = distributed  # Client and LocalCluster are untyped
     cluster = None
     if scheduler is not None:
-        client = Client(scheduler, set_as_default=False)
+        client = dist.Client(scheduler, set_as_default=False)
     else:
+        assert local_workers is not None  # exactly one of the two, checked above
         if int(local_workers) < 1:
             raise ValueError(f"local_workers must be >= 1, not {local_workers!r}")
-        cluster = LocalCluster(
+        cluster = dist.LocalCluster(
             n_workers=int(local_workers),
             threads_per_worker=1,
             processes=True,
@@ -491,7 +500,7 @@ def extract_with_cluster(
             # the scheduler's HTTP routes still start: on a free localhost port, not :8787
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
-        client = Client(cluster, set_as_default=False)
+        client = dist.Client(cluster, set_as_default=False)
     try:
         return extract(sources, dest, client, **options)
     finally:
@@ -632,8 +641,10 @@ def _split_chunk(
     true boundary when it synced on a fake header)."""
     if i >= len(accepted):  # the chain broke before this split: that error is the real one
         bad = accepted[-1]
+        assert bad.error is not None  # reconcile_splits stops early only at an error
         raise shift_error(bad.error, bad.index_base)
     report = accepted[i]
+    assert report.index_base is not None  # reconcile_splits sets it on every accepted report
     if report.error is not None:
         raise shift_error(report.error, report.index_base)
     if report.sync != loaded.report.sync:
@@ -713,8 +724,9 @@ def read_embeddings(
     """
     if split_bytes is not None and int(split_bytes) <= 0:
         raise ValueError(f"split_bytes must be a positive integer, not {split_bytes!r}")
-    import dask.array as da
+    import dask.array as _da
 
+    da: Any = _da  # dask.array's functions are untyped
     options = ExtractOptions.build(
         hop_seconds=hop_seconds,
         compression=compression,
@@ -788,7 +800,7 @@ def _metadata(chunks: list[Any], sample_rows: list[str]) -> Any:
     except ImportError:
         import dask.bag as db
 
-        return db.from_delayed([delayed(_rows_to_dicts, pure=True)(c[1]) for c in chunks])
+        return cast(Any, db).from_delayed([delayed(_rows_to_dicts, pure=True)(c[1]) for c in chunks])
     sample = pd.DataFrame.from_records(_rows_to_dicts(sample_rows), columns=list(METADATA_COLUMNS))
     meta = sample.iloc[:0].astype({"site_id": object})
     parts = [delayed(_rows_frame, pure=True)(c[1], meta) for c in chunks]

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..errors import CorruptRecordError, SchemaError, TFRecordError, TruncatedRecordError
+from ..compression import ReadableStream
+from ..errors import CorruptRecordError, Location, SchemaError, TFRecordError, TruncatedRecordError
 from ..framing import (
     DEFAULT_MAX_RECORD_BYTES,
     FOOTER_BYTES,
@@ -37,7 +38,7 @@ class DoesNotFit(Exception):
     """A record's embedding does not fit the output array (the caller falls back)."""
 
 
-def _decode(view: memoryview, where: dict) -> A2ORecord:
+def _decode(view: memoryview, where: Location) -> A2ORecord:
     try:
         return decode_a2o_record(view)
     except TFRecordError as exc:
@@ -62,7 +63,7 @@ def _other_features(head: memoryview, layout: EmbeddingLayout, tail: memoryview)
     return A2ORecord(filename=filename, timestamp_s=np.frombuffer(ts, "<f4")[0], embedding=np.empty(0))
 
 
-def _read_exactly(stream, view: memoryview) -> int:
+def _read_exactly(stream: ReadableStream, view: memoryview) -> int:
     got = 0
     while got < len(view):
         n = readinto(stream, view[got:])
@@ -73,7 +74,7 @@ def _read_exactly(stream, view: memoryview) -> int:
 
 
 def iter_a2o_into(
-    stream,
+    stream: ReadableStream,
     out: np.ndarray,
     *,
     path: str | None = None,
@@ -94,7 +95,7 @@ def iter_a2o_into(
     scratch = bytearray(1 << 16)
     index = offset = row = 0
     while True:
-        where = {"path": path, "index": index, "offset": offset}
+        where: Location = {"path": path, "index": index, "offset": offset}
         got = _read_exactly(stream, header)
         if got == 0:
             return
@@ -119,7 +120,7 @@ def iter_a2o_into(
             dst = flat[row * row_bytes : row * row_bytes + layout.content_len]
             already = n1 - layout.content_start
             dst[:already] = np.frombuffer(prefix[layout.content_start : n1], np.uint8)
-            if _read_exactly(stream, memoryview(dst)[already:]) < layout.content_len - already:
+            if _read_exactly(stream, dst.data[already:]) < layout.content_len - already:
                 raise TruncatedRecordError("truncated record: data ends inside the payload", **where)
             tail_len = length - (layout.content_start + layout.content_len)
             if len(scratch) < tail_len + FOOTER_BYTES:
@@ -128,7 +129,7 @@ def iter_a2o_into(
             if _read_exactly(stream, tail) < len(tail):
                 raise TruncatedRecordError("truncated record: data ends inside the payload or footer", **where)
             crc = crc32c(prefix[: layout.content_start])
-            crc = crc32c(dst, crc)
+            crc = crc32c(dst.data, crc)
             crc = crc32c(tail[:tail_len], crc)
             (want,) = struct.unpack_from("<I", tail, tail_len)
             if mask_crc(crc) != want:

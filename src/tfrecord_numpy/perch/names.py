@@ -249,11 +249,12 @@ def parse_filename(
     the name does not parse; see the module docstring for the exact rules.
     """
     if isinstance(name, (bytes, bytearray, memoryview)):
+        raw = bytes(name)
         try:
-            name = bytes(name).decode("utf-8")
+            name = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SchemaError(
-                f"A2O recording name is not UTF-8 ({exc.reason} at byte {exc.start}): {_shorten(bytes(name))}",
+                f"A2O recording name is not UTF-8 ({exc.reason} at byte {exc.start}): {_shorten(raw)}",
                 path=path,
                 index=index,
                 offset=offset,

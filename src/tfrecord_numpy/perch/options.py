@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..storage import normalize_compression
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
 
-Sources = str | os.PathLike[str] | list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]
+Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 Sites = str | os.PathLike[str] | dict[str, Any] | None
 
 

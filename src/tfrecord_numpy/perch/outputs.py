@@ -59,7 +59,7 @@ class NpyStreamWriter:
             self.bytes_written += len(header)
             if self.hasher is not None:
                 self.hasher.feed(header)
-        data = memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8))  # also for 0 rows
+        data = np.ascontiguousarray(block).reshape(-1).view(np.uint8).data  # a memoryview, also for 0 rows
         self.f.write(data)
         self.bytes_written += len(data)
         if self.hasher is not None:

@@ -54,7 +54,10 @@ def _general_decode(payload: bytes) -> tuple[bytes, np.float32, bytes, np.ndarra
 
 def decode_a2o_record(view: memoryview) -> A2ORecord:
     """Decode one A2O/Perch Example; other features (logits heads) are ignored."""
-    filename_b = ts = emb_bytes = declared = None
+    filename_b: bytes | memoryview | None = None
+    ts: np.float32 | None = None
+    emb_bytes: bytes | memoryview | None = None
+    declared: list[int] | np.ndarray | None = None
     fields = a2o_fields(view)
     if fields is not None:
         ts_payload, filename_b, emb_bytes, shape_payload = fields

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -95,7 +95,7 @@ def write_a2o_shard(
     n_records: int,
     *,
     compression: str | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> int:
     """Write a synthetic shard; returns the number of records."""
     with RecordWriter(dest, compression=compression) as w:
@@ -104,7 +104,7 @@ def write_a2o_shard(
 
 
 def write_a2o_shard_of_size(
-    dest: str | os.PathLike[str], target_bytes: int, *, compression: str | None = None, **kwargs
+    dest: str | os.PathLike[str], target_bytes: int, *, compression: str | None = None, **kwargs: Any
 ) -> int:
     """Write about ``target_bytes`` of (uncompressed) records; returns the record count."""
     windows = kwargs.get("windows", 12)
