@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import copy
 import os
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from fsspec.core import url_to_fs
 
 from .errors import TFRecordError
@@ -49,7 +47,9 @@ from .framing import (
     FOOTER_BYTES,
     HEADER_BYTES,
     RecordScanner,
-    masked_crc,
+    check_footer,
+    check_header,
+    find_header,
 )
 from .storage import compression_from_name, normalize_compression, sniff_compression
 
@@ -65,8 +65,6 @@ __all__ = [
     "shift_error",
 ]
 
-_LENGTH = struct.Struct("<Q")
-_CRC = struct.Struct("<I")
 DEFAULT_SPLIT_CHUNK_BYTES = 4 << 20
 _SYNC_CHUNK_BYTES = 1 << 20
 _MIN_READ = 64 << 10
@@ -86,25 +84,6 @@ class NeedMore:
 
     keep: int
     want: int
-
-
-def _zero_high_bytes(max_record_bytes: int) -> int:
-    """How many top bytes of the little-endian uint64 length must be zero."""
-    return max(0, 8 - (max(1, int(max_record_bytes)).bit_length() + 7) // 8)
-
-
-def _candidates(a: np.ndarray, positions: int, zero_high: int) -> np.ndarray:
-    """Positions ``p < positions`` whose length field can be <= max_record_bytes.
-
-    A vectorised prefilter: the top ``zero_high`` bytes of a plausible length
-    are zero, which random or float data rarely is; the CRCs decide the rest.
-    """
-    if zero_high == 0:
-        return np.arange(positions)
-    mask = a[8 - zero_high : 8 - zero_high + positions] == 0
-    for k in range(9 - zero_high, 8):
-        mask &= a[k : k + positions] == 0
-    return np.flatnonzero(mask)
 
 
 def find_record_start(
@@ -127,25 +106,20 @@ def find_record_start(
     view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf.cast("B")
     n = len(view)
     positions = n - HEADER_BYTES + 1
-    if positions > 0:
-        a = np.frombuffer(view, dtype=np.uint8)
-        candidates: list[int] = _candidates(a, positions, _zero_high_bytes(max_record_bytes)).tolist()
-        for p in candidates:
-            (length,) = _LENGTH.unpack_from(view, p)
-            if length > max_record_bytes:
-                continue
-            (length_crc,) = _CRC.unpack_from(view, p + 8)
-            if masked_crc(view[p : p + 8]) != length_crc:
-                continue
-            total = HEADER_BYTES + length + FOOTER_BYTES
-            if p + total > n:
-                if at_eof:
-                    continue  # cannot be a whole record: the file ends first
+    p = 0
+    while p < positions:
+        # the framing's vectorised header search, then the payload CRC decides
+        p = find_header(view, p, positions, max_record_bytes=max_record_bytes)
+        if p >= positions:
+            break
+        length = check_header(view, p, max_record_bytes=max_record_bytes)
+        total = HEADER_BYTES + length + FOOTER_BYTES
+        if p + total > n:
+            if not at_eof:
                 return NeedMore(keep=base + p, want=total)
-            start = p + HEADER_BYTES
-            (data_crc,) = _CRC.unpack_from(view, start + length)
-            if masked_crc(view[start : start + length]) == data_crc:
-                return base + p
+        elif check_footer(view, p + HEADER_BYTES, length):
+            return base + p
+        p += 1  # cannot be a whole record (the file ends first) or its payload CRC fails
     if at_eof:
         return None
     keep = max(0, positions)
