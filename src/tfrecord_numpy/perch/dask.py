@@ -54,7 +54,7 @@ from ..atomic import AtomicFile
 from ..errors import DecodeError, SchemaError, TFRecordError
 from ..framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
 from ..reader import iter_record_views
-from ..split import SplitReport, iter_split_records, plan_splits, reconcile_splits, shift_error
+from ..split import SplitRecords, SplitReport, iter_split_records, plan_splits, reconcile_splits, shift_error
 from ..storage import expand_sources, open_source
 from .job import Job
 from .manifest import finalize_entry, output_paths
@@ -92,6 +92,21 @@ def _mismatch(stats: RecordStats, dtype: np.dtype, dim: int | None, source: str,
 def _root(dest: str, options: ExtractOptions) -> tuple[Any, str]:
     fs, root = url_to_fs(dest, **options.storage_options)
     return fs, root.rstrip("/") or "/"
+
+
+def _split_of(
+    source: str, options: ExtractOptions, start: int, end: int, known_start: bool, size: int | None
+) -> SplitRecords:
+    """The records of one byte range of ``source`` (see :mod:`tfrecord_numpy.split`)."""
+    return iter_split_records(
+        source,
+        start,
+        end,
+        known_start=known_start,
+        max_record_bytes=options.max_record_bytes,
+        storage_options=options.storage_options,
+        size=size,
+    )
 
 
 # --------------------------------------------------------------------------- extraction tasks
@@ -141,15 +156,7 @@ def _split_task(
     fs.makedirs(part_dir, exist_ok=True)
     npy_path = f"{part_dir}/{i:06d}{tag}.npy"
     json_path = f"{part_dir}/{i:06d}{tag}.json"
-    split = iter_split_records(
-        source,
-        start,
-        end,
-        known_start=known_start,
-        max_record_bytes=options.max_record_bytes,
-        storage_options=options.storage_options,
-        size=size,
-    )
+    split = _split_of(source, options, start, end, known_start, size)
     encoder = RowEncoder(sites, options, source)
     stats = RecordStats()
     npy_out = AtomicFile(fs, npy_path)
@@ -575,15 +582,7 @@ def _load_split(
     dtype: np.dtype,
     dim: int,
 ) -> _Loaded:
-    split = iter_split_records(
-        source,
-        start,
-        end,
-        known_start=known_start,
-        max_record_bytes=options.max_record_bytes,
-        storage_options=options.storage_options,
-        size=size,
-    )
+    split = _split_of(source, options, start, end, known_start, size)
     try:
         array, rows, stats = _collect(split, source, options, sites, dtype, dim)
     except TFRecordError as exc:  # real or not: the reconcile step decides
