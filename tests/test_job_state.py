@@ -484,3 +484,29 @@ def test_a_stalled_server_ends_in_an_error_naming_the_url_and_offset(tmp_path, m
         server.server_close()
     assert info.value.path == url and info.value.offset == 0
     assert url in str(info.value) and "offset 0" in str(info.value)
+
+
+def test_memory_sources_and_outputs(tmp_path):
+    """memory:// is read right (its store shares one file object per path) and
+    written in-process; worker processes cannot reach it, so asking for them is refused."""
+    import fsspec
+
+    src = make_shards(tmp_path / "src", 2)
+    fs = fsspec.filesystem("memory")
+    for p in src:
+        fs.pipe(f"/memsrc/{p.name}", p.read_bytes())
+    try:
+        summary = extract(["memory://memsrc"], "memory://memout", quiet=True)
+        assert summary["shards"] == 2 and summary["workers"] == 1
+        ref = tmp_path / "ref"
+        extract(src, ref, workers=1, quiet=True)
+        for p in src:
+            assert fs.cat(f"/memout/embeddings/{p.name}.npy") == (ref / "embeddings" / f"{p.name}.npy").read_bytes()
+            assert fs.cat(f"/memout/metadata/{p.name}.json") == (ref / "metadata" / f"{p.name}.json").read_bytes()
+        with pytest.raises(ValueError, match="workers=1"):
+            extract(["memory://memsrc"], "memory://memout2", workers=2, quiet=True)
+    finally:
+        fs.rm("/memsrc", recursive=True)
+        for d in ("/memout", "/memout2"):
+            if fs.exists(d):
+                fs.rm(d, recursive=True)

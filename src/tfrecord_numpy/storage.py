@@ -127,6 +127,10 @@ def open_url(
     """Open a path or fsspec URL with fsspec (no decompression)."""
     fs, path = url_to_fs(os.fspath(url), **(storage_options or {}))
     f: IO[bytes] = fs.open(path, mode, **kwargs)
+    if mode == "rb" and isinstance(f, io.BytesIO):
+        # an in-memory store (memory://) hands every opener the same object, with
+        # one shared position: read a private view of its bytes instead
+        return io.BytesIO(f.getbuffer())
     return f
 
 

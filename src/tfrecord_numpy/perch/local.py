@@ -61,6 +61,11 @@ def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict[str,
     return finalize_entry(fs, root, entry)
 
 
+def _process_local(url: str) -> bool:
+    """Whether ``url`` names storage that exists only in this process (memory://)."""
+    return os.fspath(url).startswith("memory://")
+
+
 def _process_context() -> Any:
     """forkserver where the platform has it, with our modules preloaded, so each
     worker starts as a cheap fork instead of a fresh interpreter importing numpy;
@@ -117,6 +122,14 @@ def extract(
         todo = job.plan.todo
         n = max(1, min(int(workers or os.cpu_count() or 1), len(todo) or 1))
         plan = job.plan
+        in_memory = [u for u in (plan.dest_url, *todo) if _process_local(u)]
+        if in_memory and n > 1:
+            if workers is not None:
+                raise ValueError(
+                    f"{in_memory[0]!r} lives in this process's memory, which worker processes cannot "
+                    "reach: use workers=1 (--workers 1)"
+                )
+            n = 1
         if n == 1:
             for f in todo:
                 job.shard_finished(
