@@ -24,7 +24,7 @@ from tfrecord_numpy import (
     read_records,
     write_records,
 )
-from tfrecord_numpy.framing import RecordScanner, decode_records, encode_record, masked_crc
+from tfrecord_numpy.framing import RecordScanner, crc32c, decode_records, encode_record, masked_crc
 from tfrecord_numpy.reader import iter_record_views
 
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
@@ -34,13 +34,46 @@ def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+def _crc32c_by_hand(data: bytes) -> int:
+    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) bit by bit: no crc32c package."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _mask_by_hand(crc: int) -> int:
+    """TFRecord's mask (tensorflow/core/lib/hash/crc32c.h): rotate right by 15, add 0xa282ead8."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def test_masked_crc_known_value():
-    # TFRecord header of a zero-length record, as TensorFlow writes it
-    assert masked_crc(b"\x00" * 8) == 0x1CD8EA10 or encode_record(b"")[8:12] == masked_crc(b"\x00" * 8).to_bytes(
-        4, "little"
-    )
-    framed = encode_record(b"")
-    assert framed[:8] == b"\x00" * 8 and len(framed) == 16
+    # the hand CRC first, against CRC-32C's published check value
+    assert _crc32c_by_hand(b"123456789") == 0xE3069283
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"56789", crc32c(b"1234")) == 0xE3069283  # continued over pieces
+    # TFRecord header of a zero-length record: 8 zero length bytes and their masked CRC
+    assert _crc32c_by_hand(b"\x00" * 8) == 0x8C28B28A
+    assert masked_crc(b"\x00" * 8) == _mask_by_hand(0x8C28B28A) == 0x07980329
+    assert masked_crc(b"") == _mask_by_hand(0) == 0xA282EAD8
+    assert encode_record(b"") == bytes.fromhex("0000000000000000 29039807 d8ea82a2")
+
+
+def test_every_crc_of_a_file_tensorflow_wrote():
+    """Headers and footers of examples.tfrecord (TensorFlow 2.21) recomputed by hand,
+    and each record framed by us byte for byte as TensorFlow framed it."""
+    raw = (DATA / "examples" / "examples.tfrecord").read_bytes()
+    pos = records = 0
+    while pos < len(raw):
+        length = int.from_bytes(raw[pos : pos + 8], "little")
+        end = pos + 12 + length
+        assert raw[pos + 8 : pos + 12] == _mask_by_hand(_crc32c_by_hand(raw[pos : pos + 8])).to_bytes(4, "little")
+        assert raw[end : end + 4] == _mask_by_hand(_crc32c_by_hand(raw[pos + 12 : end])).to_bytes(4, "little")
+        assert encode_record(raw[pos + 12 : end]) == raw[pos : end + 4]
+        pos, records = end + 4, records + 1
+    assert pos == len(raw) and records == 22
 
 
 @pytest.mark.parametrize("path", A2O_SHARDS, ids=lambda p: p.name)

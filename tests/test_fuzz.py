@@ -2,12 +2,16 @@
 
 The targets and their invariants live in ``fuzz/fuzz_targets.py`` (shared with
 the atheris harness, see fuzz/README.md): a value or one of our
-``TFRecordError``s for every input, at most 1 s each, peak allocation at most
-64 x input + slack, and the differential checks (fast paths against general
-ones, compressed against plain, chunked against whole).  Here they run under
-the dependency-free mutation engine for a fixed time per target (about 30 s in
-all), so CI needs no atheris.  ``FUZZ_SEED`` picks another deterministic
-stream of inputs; ``FUZZ_SECONDS`` changes the time per target.
+``TFRecordError``s for every input, peak allocation at most 64 x input +
+slack, and the differential checks (fast paths against general ones,
+compressed against plain, chunked against whole).  Here they run under the
+dependency-free mutation engine for at least ``FUZZ_MIN_INPUTS`` mutants and
+at least ``FUZZ_SECONDS`` per target (about 30 s in all), so CI needs no
+atheris.  ``FUZZ_SEED`` picks another deterministic stream of inputs.
+
+No check here reads a clock: instead of the harness's 1 s per input (kept for
+atheris campaigns), each input's work is counted -- Python and C calls, see
+tests/workcount.py -- and bounded by ``WORK_PER_BYTE * size + WORK_SLACK``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import gzip
 import io
 import os
 import random
+import signal
 import sys
 import time
 import tracemalloc
@@ -37,9 +42,20 @@ from tfrecord_numpy.example import VarLenFeature, encode_example  # noqa: E402
 from tfrecord_numpy.framing import encode_records  # noqa: E402
 from tfrecord_numpy.perch.records import decode_a2o_record  # noqa: E402
 from tfrecord_numpy.tensor import serialize_shape  # noqa: E402
+from workcount import TooMuchWork, calls_of, count_calls, hang_net  # noqa: E402
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "2.0"))
+MIN_INPUTS = int(os.environ.get("FUZZ_MIN_INPUTS", "100"))
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
+#: Work bound of one input: calls <= WORK_PER_BYTE * target.size(data) + WORK_SLACK.
+#: Measured over seeds and 2-4 s of mutants per target (FUZZ_SEED 0, 1, 2), with
+#: 2000 calls taken off as overhead: at most 6.8 calls per counted byte (tensor;
+#: records_framed 6.0, example_spec 3.1, a2o_record 2.9, example 2.3, the
+#: readers and filename under 1) and at most ~600 calls for inputs under 64
+#: bytes.  32 and 10,000 leave 4-5x (16x) of room; a quadratic parser makes
+#: millions of calls on a 4 KiB input (see test_work_count_catches_quadratic).
+WORK_PER_BYTE = 32
+WORK_SLACK = 10_000
 
 
 def _ld(tag: int, body: bytes) -> bytes:
@@ -78,18 +94,20 @@ def test_short_fuzz_run(name: str) -> None:
     for s in seeds:
         _run(target, s)
     mut = Mutator(seeds, random.Random(f"{name}:{SEED}"), target.max_len)
-    deadline = time.monotonic() + SECONDS
+    deadline = time.monotonic() + SECONDS  # a budget for more inputs, never a limit
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_INPUTS or time.monotonic() < deadline:
         _run(target, mut.next())
         n += 1
-    assert n > 50, f"only {n} inputs in {SECONDS} s"
 
 
 def _run(target: ft.Target, data: bytes) -> None:
+    limit = WORK_PER_BYTE * target.size(data) + WORK_SLACK
     try:
-        ft.run_one(target, data)
-    except Exception as exc:
+        # memory and the differential checks; the hard SIGALRM stays as a hang net
+        ft.run_one(target, data, check_time=False)
+        calls_of(target.fn, data, expect=TFRecordError, limit=limit)
+    except (Exception, TooMuchWork) as exc:
         pytest.fail(
             f"{target.name}: {type(exc).__name__}: {exc}\n"
             f"reproduce: python3 fuzz/run.py {target.name} --reproduce FILE  (FILE holding bytes.fromhex of)\n"
@@ -97,7 +115,10 @@ def _run(target: ft.Target, data: bytes) -> None:
         )
 
 
-# ----------------------------------------------------------------------------- memory and time
+# ----------------------------------------------------------------------------- memory and work
+
+#: 4x the most calls per byte measured on the cases below (3.0, int64_unpacked)
+LINEAR_CALLS_PER_BYTE = 12
 
 
 @pytest.mark.parametrize(
@@ -115,7 +136,8 @@ def _run(target: ft.Target, data: bytes) -> None:
     ],
 )
 def test_large_adversarial_inputs_stay_linear(case: str) -> None:
-    """Fuzz inputs are small, so the 64 x n bound is checked on ~128 KB worst cases too."""
+    """Fuzz inputs are small, so the 64 x n memory bound and the call bound
+    are checked on ~128 KB worst cases too."""
     n = 1 << 17
     spec = None
     if case == "bytes_list_of_empty_values":
@@ -157,9 +179,55 @@ def test_large_adversarial_inputs_stay_linear(case: str) -> None:
     if not was:
         tracemalloc.stop()
     assert peak <= ft.MEMORY_FACTOR * len(data) + ft.PARSER_SLACK, f"{peak / len(data):.1f} x the input"
-    t0 = time.perf_counter()
-    call()
-    assert time.perf_counter() - t0 < 1.0  # linear: ~1 us per byte here
+    # linear work: measured 0.8 (float_unpacked) to 3.0 (int64_unpacked) calls
+    # per byte, the same per byte at n = 2**14, 2**17 and 2**18, plus < 100
+    limit = LINEAR_CALLS_PER_BYTE * len(data) + 1000
+    with count_calls(limit) as work:
+        call()
+    assert work.calls <= limit, f"{work.calls / len(data):.1f} calls per byte"
+
+
+def test_work_count_catches_quadratic() -> None:
+    """The call count is deterministic, grows 2x with a linear job's input and
+    stops a quadratic one at its limit long before it would finish."""
+
+    def linear(data: bytes) -> None:
+        for b in data:
+            abs(b)
+
+    def quadratic(data: bytes) -> None:
+        for i in range(len(data)):
+            for b in data[:i]:
+                abs(b)
+
+    profile = sys.getprofile()
+    assert calls_of(linear, bytes(1000)) == calls_of(linear, bytes(1000))
+    assert 1000 <= calls_of(linear, bytes(1000)) <= 1010
+    assert calls_of(linear, bytes(2000)) - calls_of(linear, bytes(1000)) == 1000
+    assert calls_of(quadratic, bytes(200)) >= 200 * 199 // 2
+    n = 4096  # the fuzz targets' max_len
+    with pytest.raises(TooMuchWork):
+        calls_of(quadratic, bytes(n), limit=WORK_PER_BYTE * n + WORK_SLACK)
+    with pytest.raises(TooMuchWork):  # an ``except Exception`` in the code cannot hide it
+        calls_of(lambda: _swallow(quadratic, bytes(n)), limit=LINEAR_CALLS_PER_BYTE * n + 1000)
+    assert sys.getprofile() is profile
+
+
+def test_hang_net_breaks_an_endless_loop() -> None:
+    """The safety net against hangs fires (when, does not matter: nothing is timed)."""
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no SIGALRM on this platform")
+    with pytest.raises(TooMuchWork, match="hang"), hang_net(0.05):
+        while True:
+            pass
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def _swallow(fn, data: bytes) -> None:
+    try:
+        fn(data)
+    except Exception:
+        pass
 
 
 # ----------------------------------------------------------------------------- regressions
@@ -410,12 +478,12 @@ def test_findings_are_reported_not_swallowed() -> None:
         raise SchemaError("ours")
 
     t = ft.Target("boom", boom)
-    ft.run_one(t, b"y")
+    ft.run_one(t, b"y", check_time=False)
     with pytest.raises(IndexError):
-        ft.run_one(t, b"x")
+        ft.run_one(t, b"x", check_time=False)
     hog = ft.Target("hog", lambda d: bytearray(4 << 20))
     with pytest.raises(ft.Finding, match="peak allocation"):
-        ft.run_one(hog, b"z")
+        ft.run_one(hog, b"z", check_time=False)
 
 
 def test_framed_target_sees_every_seed_stream() -> None:

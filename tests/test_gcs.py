@@ -163,7 +163,7 @@ def test_prefetch_requests_the_next_block_while_this_one_is_read(prefetch):
     fs = _SlowMemoryFS(data)
     f = RangedInput(fs, "x", url="mem://x", size=len(data), block_size=10_000, prefetch=prefetch)
     assert f.read(1) == data[:1]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a net against a hang, not a time limit: exits at the 2nd request
     while prefetch and len(fs.calls) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert fs.calls[:2] == ([(0, 10_000), (10_000, 20_000)] if prefetch else [(0, 10_000)])
@@ -416,12 +416,30 @@ def test_object_replaced_mid_read_is_an_error_not_a_mix(gcs_emulator, gcs_bucket
     f.close()
 
 
-def test_permanent_failure_gives_up_with_url_and_offset(gcs_emulator, gcs_bucket, fault_proxy, fast_gcsfs_backoff):
+def _record_our_sleeps(monkeypatch) -> list[float]:
+    """The back-off waits tfrecord_numpy.remote asks for (they still happen)."""
+    import sys
+
+    waits: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if sys._getframe(1).f_globals.get("__name__") == "tfrecord_numpy.remote":
+            waits.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return waits
+
+
+def test_permanent_failure_gives_up_with_url_and_offset(
+    gcs_emulator, gcs_bucket, fault_proxy, fast_gcsfs_backoff, monkeypatch
+):
     (url,) = upload_shards(gcs_emulator.storage_options, gcs_bucket, "perm", [A2O_SHARDS[0]])
     # the first two downloads pass, every one after fails
     proxy = fault_proxy(mode="503", every=3, burst=None)
     f = open_input(url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retries=2, retry_delay=0.01)
-    started = time.monotonic()
+    waits = _record_our_sleeps(monkeypatch)
     with pytest.raises(RemoteReadError) as info:
         f.read()
     f.close()
@@ -430,7 +448,9 @@ def test_permanent_failure_gives_up_with_url_and_offset(gcs_emulator, gcs_bucket
     assert url in str(err) and str(2 * SMALL_BLOCK) in str(err) and "3 failed attempts" in str(err)
     assert isinstance(err, OSError)
     assert proxy.media_requests == 2 + 3 * 6  # 3 of our attempts, each retried 6 times by gcsfs
-    assert time.monotonic() - started < 20
+    # bounded waiting, counted instead of timed: one back-off between attempts,
+    # retry_delay doubling (0.01 s, 0.02 s, less their jitter), nothing more
+    assert len(waits) == 2 and sum(waits) <= 0.01 + 0.02, waits
 
 
 def test_permanent_short_bodies_in_extract_fail_cleanly(

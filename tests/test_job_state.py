@@ -510,3 +510,42 @@ def test_memory_sources_and_outputs(tmp_path):
         for d in ("/memout", "/memout2"):
             if fs.exists(d):
                 fs.rm(d, recursive=True)
+
+
+def test_planning_an_http_source_downloads_nothing(tmp_path):
+    """Planning asks for metadata only; the one download is the extraction's own read."""
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (src,) = make_shards(tmp_path / "site", 1, records=20)
+    served: list[tuple[str, str | None, int]] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(tmp_path / "site"), **k)
+
+        def send_head(self):
+            f = super().send_head()
+            served.append((self.command, self.headers.get("Range"), 0))
+            return f
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{src.name}"
+    try:
+        from tfrecord_numpy.perch.options import ExtractOptions
+        from tfrecord_numpy.perch.plan import plan_job
+
+        out = tmp_path / "out"
+        out.mkdir()
+        plan_job([url], out, ExtractOptions())
+        assert [c for c, _, _ in served if c == "GET"] == []  # HEAD requests only
+        served.clear()
+        summary = extract([url], out, workers=1, quiet=True)
+        assert summary["records"] == 20
+    finally:
+        server.shutdown()
+        server.server_close()

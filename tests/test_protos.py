@@ -69,10 +69,11 @@ print("ok")
 
 
 def test_import_pulls_no_tensorflow_and_is_fast():
+    # "fast" checked by what is imported, not by a clock: none of the heavy optional stacks
     code = (
-        "import sys, time; t=time.perf_counter(); import tfrecord_numpy; "
-        "print(time.perf_counter()-t); assert 'tensorflow' not in sys.modules; "
-        "assert 'gcsfs' not in sys.modules"
+        "import sys; import tfrecord_numpy; "
+        "heavy = {'tensorflow', 'gcsfs', 'dask', 'distributed', 'pandas'} & set(sys.modules); "
+        "assert not heavy, heavy"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -132,7 +132,8 @@ def test_plan_splits_cover_the_file(tmp_path):
         splits = plan_splits(str(p), split_bytes=split_bytes)
         assert splits[0][0] == 0 and splits[-1][1] == len(data)
         assert all(a[1] == b[0] for a, b in zip(splits, splits[1:]))
-        assert all(e - s <= split_bytes for s, e in splits) or len(splits) == 1
+        assert all(e - s <= split_bytes for s, e in splits)  # uncompressed: no whole-file exception
+        assert len(splits) == -(-len(data) // split_bytes)
     assert plan_splits(str(p), split_bytes=len(data)) == [(0, len(data))]
     empty = tmp_path / "empty"
     empty.write_bytes(b"")

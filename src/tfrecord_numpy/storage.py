@@ -248,7 +248,15 @@ def _expand_one(src: str, storage_options: dict[str, Any] | None) -> list[str]:
         if not files:
             raise FileNotFoundError(f"no files match {src!r}")
         return [_unstrip(fs, src, p) for p in files]
-    if fs.isdir(path):
+    # one metadata request (a stat, a HEAD, an object's metadata): fsspec's
+    # isfile/isdir of an http(s) URL GET the body
+    try:
+        kind = fs.info(path).get("type")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {src!r}") from None
+    if kind == "file" or (kind != "directory" and fs.isfile(path)):
+        return [src]
+    if kind == "directory":
         entries = fs.ls(path, detail=True)
         files = sorted(
             e["name"]
@@ -260,6 +268,4 @@ def _expand_one(src: str, storage_options: dict[str, Any] | None) -> list[str]:
         if not files:
             raise FileNotFoundError(f"directory {src!r} holds no files")
         return [_unstrip(fs, src, p) for p in files]
-    if not fs.exists(path):
-        raise FileNotFoundError(f"no such file: {src!r}")
-    return [src]
+    raise FileNotFoundError(f"no such file: {src!r}")
