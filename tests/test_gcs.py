@@ -530,3 +530,20 @@ def test_expand_sources_globs_and_prefixes(gcs_emulator, gcs_bucket):
     assert expand_sources(f"gs://{gcs_bucket}/data/*/embeddings-0000[02]-*", storage_options=opts) == [urls[0], urls[2]]
     with pytest.raises(FileNotFoundError):
         expand_sources(f"gs://{gcs_bucket}/data/shards/nothing-*", storage_options=opts)
+
+
+def test_one_writer_per_bucket_dest(gcs_emulator, gcs_bucket):
+    """The DEST lock on a bucket: created only if absent (ifGenerationMatch=0), refused while held."""
+    from tfrecord_numpy.perch.lock import LOCK_NAME, DestinationLocked, DestLock
+
+    fs = gcs_fs(gcs_emulator.storage_options)
+    root = f"{gcs_bucket}/locked-dest"
+    first = DestLock(fs, root).acquire()
+    try:
+        assert fs.exists(f"{root}/{LOCK_NAME}")
+        with pytest.raises(DestinationLocked, match="destination in use"):
+            DestLock(fs, root).acquire()
+    finally:
+        first.release()
+    assert not fs.exists(f"{root}/{LOCK_NAME}")
+    DestLock(fs, root).acquire().release()  # free again

@@ -76,6 +76,9 @@ class DestLock:
         return True
 
     def _read(self) -> dict[str, Any] | None:
+        invalidate = getattr(self.fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate(self.path)  # listings cached by object-store filesystems go stale
         try:
             with self.fs.open(self.path, "rb") as f:
                 data = json.loads(f.read())
@@ -98,9 +101,12 @@ class DestLock:
 
     def acquire(self) -> DestLock:
         for _ in range(3):
-            if self._create():
-                break
+            # look first: a store that ignores the create-only precondition (an
+            # emulator) must not let a second run overwrite a live lock
             holder = self._read()
+            if holder is None and self._create():
+                break
+            holder = holder if holder is not None else self._read()
             if holder is None:
                 continue  # released meanwhile: try again
             if not self._stale(holder):
