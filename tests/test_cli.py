@@ -110,24 +110,16 @@ def test_progress_bar_on_a_terminal(tmp_path, quiet, workers):
         assert "780 rows" in screen  # the summary
 
 
-def test_no_bar_when_stderr_is_not_a_terminal(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfrecord_numpy.cli",
-            "extract",
-            *map(str, A2O_SHARDS),
-            "--out",
-            str(tmp_path),
-            "--sites",
-            str(SITES),
-            "--workers",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
+def _extract_golden(out, *options: str) -> subprocess.CompletedProcess:
+    """``tfrecord-numpy extract`` of the golden shards into ``out``."""
+    args = ["extract", *map(str, A2O_SHARDS), "--out", str(out), "--sites", str(SITES), *options]
+    return subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", *args], capture_output=True, text=True, timeout=300
     )
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(tmp_path):
+    proc = _extract_golden(tmp_path, "--workers", "1")
     assert proc.returncode == 0
     assert "%|" not in proc.stderr and "780 rows" in proc.stderr
 
@@ -136,26 +128,7 @@ def test_cli_dask_local_cluster_gives_the_golden_output(tmp_path):
     pytest.importorskip("distributed")
     from test_extract import assert_golden
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfrecord_numpy.cli",
-            "extract",
-            *map(str, A2O_SHARDS),
-            "--out",
-            str(tmp_path),
-            "--sites",
-            str(SITES),
-            "--dask-local",
-            "2",
-            "--split-bytes",
-            "500000",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _extract_golden(tmp_path, "--dask-local", "2", "--split-bytes", "500000")
     assert proc.returncode == 0, proc.stderr
     assert_golden(tmp_path)
     assert "780 rows" in proc.stderr
