@@ -549,3 +549,34 @@ def test_planning_an_http_source_downloads_nothing(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_readers_take_one_source_or_many_as_the_cli_does(tmp_path):
+    """read_records / read_examples: a path, a list, a glob, a directory or a file object."""
+    from tfrecord_numpy import read_examples
+
+    src = make_shards(tmp_path / "src", 3, records=2)
+    one = [list(read_records(p)) for p in src]
+    every = [r for recs in one for r in recs]
+    assert list(read_records(src)) == every
+    assert list(read_records(tmp_path / "src")) == every
+    assert list(read_records(str(tmp_path / "src" / "embeddings-*"))) == every
+    with open(src[1], "rb") as f:
+        assert list(read_records([src[0], f])) == one[0] + one[1]
+    parsed = list(read_examples(tmp_path / "src"))
+    assert [p["filename"] for p in parsed] == [read_examples_one(r) for r in every]
+    bad = tmp_path / "src" / "embeddings-00001-of-00003"
+    data = bytearray(bad.read_bytes())
+    data[-1] ^= 1  # the last record's data CRC
+    bad.write_bytes(bytes(data))
+    from tfrecord_numpy import CorruptRecordError
+
+    with pytest.raises(CorruptRecordError) as info:
+        list(read_examples(tmp_path / "src"))
+    assert info.value.path == str(bad) and info.value.index == 1 and info.value.offset == len(one[1][0]) + 16
+
+
+def read_examples_one(record: bytes):
+    from tfrecord_numpy import parse_example
+
+    return parse_example(record)["filename"]

@@ -30,7 +30,6 @@ the A2O corpus gives back its exact bytes.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -39,10 +38,10 @@ import numpy as np
 
 from ._wire import EGROUP, I32, I64, LEN, SGROUP, VARINT, WireError, encode_varint, read_varint
 from .errors import DecodeError, SchemaError, TFRecordError
-from .reader import read_records
+from .reader import iter_records
 
 if TYPE_CHECKING:
-    from .storage import Source
+    from .storage import Sources
 
 __all__ = [
     "FixedLenFeature",
@@ -936,25 +935,16 @@ def encode_example(features: Mapping[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- files
 
 
-def _source_name(source: Any) -> str | None:
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        return name if isinstance(name, str) else os.fsdecode(name)
-    name = getattr(source, "path", None) or getattr(source, "name", None)
-    return name if isinstance(name, str) else None
+def read_examples(source: Sources, features: Spec | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Yield ``parse_example(record, features)`` for every record of one or more
+    TFRecord files (sources as :func:`~tfrecord_numpy.reader.read_records` takes them).
 
-
-def read_examples(source: Source, features: Spec | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    """Yield ``parse_example(record, features)`` for every record of a TFRecord file.
-
-    ``kwargs`` go to :func:`~tfrecord_numpy.reader.read_records`.  A parse
-    error is re-raised with the file and the record's index filled in (its
-    byte offset is not known here and stays ``None``).
+    ``kwargs`` go to :func:`~tfrecord_numpy.reader.iter_records`.  A parse
+    error is re-raised with the file, the record's index and its byte offset.
     """
-    path = _source_name(source)
-    for index, record in enumerate(read_records(source, **kwargs)):
+    for path, index, offset, view in iter_records(source, **kwargs):
         try:
-            parsed = parse_example(record, features)
+            parsed = parse_example(bytes(view), features)  # values may view their buffer
         except TFRecordError as exc:
-            raise exc.located(path=path, index=index) from None
+            raise exc.located(path=path, index=index, offset=offset) from None
         yield parsed

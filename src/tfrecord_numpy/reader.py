@@ -14,7 +14,7 @@ from typing import Any
 from .compression import ReadableStream, StreamTruncated
 from .errors import TFRecordError
 from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
-from .storage import Source, open_source, readinto
+from .storage import Sources, open_source, readinto, resolve_sources
 
 DEFAULT_CHUNK_BYTES = 8 << 20
 INITIAL_CHUNK_BYTES = 64 << 10
@@ -79,27 +79,52 @@ def iter_record_views(
     scanner.finish(filled)
 
 
+def iter_records(
+    sources: Sources,
+    *,
+    compression: str | None = "auto",
+    verify: bool = True,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    storage_options: dict[str, Any] | None = None,
+) -> Iterator[tuple[str | None, int, int, memoryview]]:
+    """Yield ``(path, index, offset, view)`` for every record of every source, in order.
+
+    ``index`` and ``offset`` are the record's place in its own file; a view is
+    valid only until the next one is requested.
+    """
+    for source in resolve_sources(sources, storage_options=storage_options):
+        opened = open_source(source, compression=compression, storage_options=storage_options)
+        scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=opened.name)
+        try:
+            for index, offset, view in iter_record_views(opened.stream, scanner):
+                yield opened.name, index, offset, view
+        finally:
+            opened.close()
+
+
 def read_records(
-    source: Source,
+    source: Sources,
     *,
     compression: str | None = "auto",
     verify: bool = True,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     storage_options: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
-    """Yield every record of a TFRecord file as ``bytes``.
+    """Yield every record of one or more TFRecord files as ``bytes``.
 
     ``source`` is a path, an fsspec URL, an ``os.PathLike`` or a binary file
-    object.  ``compression`` is ``None``, ``"gzip"``, ``"zlib"`` or ``"auto"``
-    (suffix ``.gz``/``.gzip`` or ``.zz``/``.zlib``, else the gzip magic bytes).
-    Both CRCs are checked unless ``verify=False``.  Errors are
-    :class:`~tfrecord_numpy.errors.TFRecordError` subclasses carrying
-    ``path``, ``index`` and ``offset``.
+    object, or a list of them; paths may be directories or globs (expanded as
+    the CLI does).  ``compression`` is ``None``, ``"gzip"``, ``"zlib"`` or
+    ``"auto"`` (suffix ``.gz``/``.gzip`` or ``.zz``/``.zlib``, else a gzip
+    header that is not a valid TFRecord header).  Both CRCs are checked unless
+    ``verify=False``.  Errors are :class:`~tfrecord_numpy.errors.TFRecordError`
+    subclasses carrying ``path``, ``index`` and ``offset``.
     """
-    opened = open_source(source, compression=compression, storage_options=storage_options)
-    scanner = RecordScanner(verify=verify, max_record_bytes=max_record_bytes, path=opened.name)
-    try:
-        for _, _, view in iter_record_views(opened.stream, scanner):
-            yield bytes(view)
-    finally:
-        opened.close()
+    for _, _, _, view in iter_records(
+        source,
+        compression=compression,
+        verify=verify,
+        max_record_bytes=max_record_bytes,
+        storage_options=storage_options,
+    ):
+        yield bytes(view)

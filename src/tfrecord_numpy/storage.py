@@ -208,6 +208,31 @@ def open_source(
     return OpenedSource(stream=stream, name=name, compression=compression, owned=owned, raw=raw)
 
 
+#: one source, or several: what ``read_records`` and friends take
+Sources = Source | Sequence[Source]
+
+
+def resolve_sources(sources: Sources, *, storage_options: dict[str, Any] | None = None) -> list[Source]:
+    """One source or a list of them, expanded as the CLI expands them.
+
+    Paths and URLs may be files, directories (every non-hidden file in it)
+    or globs (:func:`expand_sources`); binary file objects pass as they are.
+    """
+    if isinstance(sources, (str, os.PathLike)) or hasattr(sources, "read"):
+        items: list[Source] = [sources]  # type: ignore[list-item]
+    else:
+        items = list(sources)
+    out: list[Source] = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            out.extend(expand_sources(item, storage_options=storage_options))
+        elif hasattr(item, "read"):
+            out.append(item)
+        else:
+            raise TypeError(f"a source must be a path, URL or binary file object, not {type(item).__name__}")
+    return out
+
+
 def expand_sources(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
