@@ -39,6 +39,15 @@ def assert_golden(out: Path, stems=None):
         assert _pairs(got_meta) == _pairs(want_meta)
 
 
+def gcs_crc32c(data: bytes) -> str:
+    """CRC32C as Google Cloud Storage spells it: base64 of the big-endian value."""
+    import base64
+
+    import crc32c
+
+    return base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+
+
 def run_cli(*args, check=True, **kw):
     proc = subprocess.run(
         [sys.executable, "-m", "tfrecord_numpy.cli", *map(str, args)],
@@ -74,7 +83,13 @@ def test_api_golden_plain(tmp_path):
     assert e["records"] == 5 and e["rows"] == 300 and e["source_size"] == A2O_SHARDS[0].stat().st_size
     import hashlib
 
-    assert e["embeddings"]["sha256"] == hashlib.sha256((GOLDEN / f"{A2O_SHARDS[0].name}.npy").read_bytes()).hexdigest()
+    golden = (GOLDEN / f"{A2O_SHARDS[0].name}.npy").read_bytes()
+    assert e["embeddings"]["crc32c"] == gcs_crc32c(golden)  # the default: GCS's own checksum, base64 big-endian
+    assert "sha256" not in e["embeddings"]
+    again = extract(A2O_SHARDS[:1], tmp_path / "sha", sites=SITES, workers=1, quiet=True, checksum="sha256")
+    assert again["shards_extracted"] == 1
+    e = json.loads((tmp_path / "sha" / "manifest.json").read_text())["shards"][A2O_SHARDS[0].name]
+    assert e["embeddings"]["sha256"] == hashlib.sha256(golden).hexdigest()
 
 
 def test_api_golden_gzip(tmp_path):
@@ -562,19 +577,21 @@ def test_fast_path_equals_general_path_any_order_extra_features(T, C, D, dtype, 
     assert fast.embedding.tobytes() == general.tobytes() == emb.tobytes()
 
 
+@pytest.mark.parametrize("checksum", ["crc32c", "sha256"])
 @pytest.mark.parametrize("name,on_corrupt", [("payload_crc_flipped_r1", "skip"), ("trailing_garbage_5b", "skip")])
-def test_manifest_hashes_match_files_when_the_row_prediction_misses(tmp_path, name, on_corrupt):
+def test_manifest_hashes_match_files_when_the_row_prediction_misses(tmp_path, name, on_corrupt, checksum):
     """Rows are predicted from record prefixes so the .npy can be hashed while
     written; when skipping makes the prediction wrong, the hash must still be
     the file's own."""
     import hashlib
 
     bad = _corrupt_shard(tmp_path, name)
-    extract([bad], tmp_path / "o", sites=SITES, workers=1, quiet=True, on_corrupt=on_corrupt)
+    extract([bad], tmp_path / "o", sites=SITES, workers=1, quiet=True, on_corrupt=on_corrupt, checksum=checksum)
     entry = json.loads((tmp_path / "o" / "manifest.json").read_text())["shards"][name]
     for part in ("embeddings", "metadata"):
         data = (tmp_path / "o" / entry[part]["path"]).read_bytes()
-        assert entry[part]["sha256"] == hashlib.sha256(data).hexdigest()
+        want = hashlib.sha256(data).hexdigest() if checksum == "sha256" else gcs_crc32c(data)
+        assert entry[part][checksum] == want
         assert entry[part]["bytes"] == len(data)
 
 

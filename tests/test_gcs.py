@@ -497,6 +497,27 @@ def test_extract_to_gcs_destination_and_rerun(gcs_emulator, gcs_bucket, tmp_path
     assert again["shards_already_complete"] == 3 and again["shards_extracted"] == 0
 
 
+def test_rerun_on_a_bucket_verifies_outputs_from_object_metadata(gcs_emulator, gcs_bucket, monkeypatch):
+    """CRC32C is what GCS keeps for every object: a rerun compares it, downloading no output."""
+    import gcsfs
+
+    opts = gcs_emulator.storage_options
+    dest = f"gs://{gcs_bucket}/meta-out"
+    extract(A2O_SHARDS, dest, sites=SITES, workers=1, quiet=True, storage_options=opts)
+    opened: list[str] = []
+    real_open = gcsfs.GCSFileSystem._open
+
+    def watching_open(self, path, mode="rb", *a, **k):
+        if "r" in mode and ("/embeddings/" in path or "/metadata/" in path):
+            opened.append(path)
+        return real_open(self, path, mode, *a, **k)
+
+    monkeypatch.setattr(gcsfs.GCSFileSystem, "_open", watching_open)
+    again = extract(A2O_SHARDS, dest, sites=SITES, workers=1, quiet=True, storage_options=opts)
+    assert again["shards_already_complete"] == 3
+    assert opened == []  # no output was read back
+
+
 def test_gcs_to_gcs_failure_publishes_nothing_partial_and_rerun_finishes(
     gcs_emulator, gcs_bucket, fault_proxy, fast_remote_backoff, tmp_path, routed
 ):

@@ -580,3 +580,23 @@ def read_examples_one(record: bytes):
     from tfrecord_numpy import parse_example
 
     return parse_example(record)["filename"]
+
+
+def test_old_sha256_manifests_still_verify_and_crc32c_is_checked(tmp_path):
+    """A manifest written with sha256 (as 0.1 did) is verified, not redone; a
+    damaged output under a crc32c entry is caught and redone."""
+    src = make_shards(tmp_path / "src", 2)
+    out = tmp_path / "out"
+    extract(src, out, workers=1, quiet=True, checksum="sha256")
+    again = extract(src, out, workers=1, quiet=True)  # now crc32c by default: old entries still count
+    assert again["shards_already_complete"] == 2
+    redo = extract(src, out, workers=1, quiet=True, overwrite=True)
+    assert redo["shards_extracted"] == 2
+    entry = recorded(out)[src[0].name]
+    assert "crc32c" in entry["embeddings"] and "sha256" not in entry["embeddings"]
+    npy = out / entry["embeddings"]["path"]
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    npy.write_bytes(bytes(data))
+    fixed = extract(src, out, workers=1, quiet=True)
+    assert fixed["shards_extracted"] == 1 and fixed["shards_already_complete"] == 1

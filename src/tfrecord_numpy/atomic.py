@@ -8,11 +8,17 @@ a ``kill -9`` leaves at most a ``.<name>.tmp-<id>`` file, which
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import uuid
-from typing import IO, Any
+from typing import IO, Any, Protocol
+
+
+class Digest(Protocol):
+    """Anything with ``update(bytes)``: a hashlib object, a running CRC."""
+
+    def update(self, data: bytes, /) -> None: ...
+
 
 TMP_MARK = ".tmp-"
 
@@ -38,7 +44,7 @@ class AtomicFile:
     (``spool=False`` for writers that never seek).
     """
 
-    def __init__(self, fs: Any, final: str, *, spool: bool = True) -> None:
+    def __init__(self, fs: Any, final: str, *, spool: bool = True, digest: Digest | None = None) -> None:
         self.fs = fs
         self.final = final
         self.tmp = tmp_name(final)
@@ -55,23 +61,24 @@ class AtomicFile:
             self.f = self._spool
         self.done = False
         self.spooled = self._spool is not None
-        #: the published bytes' sha256 when known without reading them back
-        self.sha256: str | None = None
+        #: fed the bytes of a spooled file on their way up (then :attr:`digested` is True),
+        #: so the published object never has to be downloaded again to be checked
+        self.digest = digest
+        self.digested = False
 
     def commit(self) -> None:
         """Flush, close and move into place.
 
-        A spooled file is hashed (:attr:`sha256`) on its way up, so the
-        published object never has to be downloaded again to be hashed.
+        A spooled file feeds :attr:`digest` on its way up.
         """
         try:
             if self._spool is not None:
                 self._spool.seek(0)
-                h = hashlib.sha256()
                 while chunk := self._spool.read(8 << 20):
-                    h.update(chunk)
+                    if self.digest is not None:
+                        self.digest.update(chunk)
                     self._remote.write(chunk)
-                self.sha256 = h.hexdigest()
+                self.digested = self.digest is not None
                 self._spool.close()
             self._remote.close()
             self.fs.mv(self.tmp, self.final)

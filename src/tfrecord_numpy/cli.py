@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     ex.add_argument("--max-record-bytes", type=_positive_int, default=1 << 30)
+    ex.add_argument(
+        "--checksum",
+        choices=["crc32c", "sha256"],
+        default="crc32c",
+        help="checksum of each output in the manifest (crc32c: what GCS keeps, verified from object metadata)",
+    )
     dk = ex.add_mutually_exclusive_group()
     dk.add_argument(
         "--dask-scheduler",
@@ -139,6 +145,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         summary_json=args.summary_json,
         storage_options=_storage_options(args),
         max_record_bytes=args.max_record_bytes,
+        checksum=args.checksum,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:

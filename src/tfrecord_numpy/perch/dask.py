@@ -128,7 +128,7 @@ def _shard_task(source: str, dest: str, options: ExtractOptions, sites: dict) ->
     """A whole shard, exactly as the local job does it; hashed here, off the client."""
     entry = extract_shard(source, dest, options, sites)
     fs, root = _root(dest, options)
-    return finalize_entry(fs, root, entry)
+    return finalize_entry(fs, root, entry, options.checksum)
 
 
 def _split_task(
@@ -300,14 +300,14 @@ def _merge_task(
         "rows": npy.rows,
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
-        "embeddings": {"path": rel["embeddings"], "bytes": fs.size(npy_final), "sha256": None},
-        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), "sha256": None},
+        "embeddings": {"path": rel["embeddings"], "bytes": fs.size(npy_final), options.checksum: None},
+        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), options.checksum: None},
         "skipped": {"corrupt_records": 0, "errors": [], "truncated_tail": None},
         "unknown_site_rows": sum(p.unknown_site_rows for p in parts),
         # task time spent on this shard (splits + merge), not wall time
         "seconds": round(sum(p.seconds for p in parts) + time.perf_counter() - started, 6),
     }
-    return finalize_entry(fs, root, entry)
+    return finalize_entry(fs, root, entry, options.checksum)
 
 
 # --------------------------------------------------------------------------- the job

@@ -87,7 +87,7 @@ class Job:
     def shard_finished(self, entry: dict[str, Any]) -> None:
         """Record a shard whose outputs are published (in the parent, one at a time)."""
         plan = self.plan
-        finalize_entry(plan.fs, plan.root, entry)
+        finalize_entry(plan.fs, plan.root, entry, self.options.checksum)
         entry["fingerprint"] = plan.fingerprint
         entry["source_identity"] = plan.identities.get(entry["source"])
         plan.manifest.record(shard_stem(entry["source"]), entry)

@@ -58,7 +58,7 @@ def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict[str,
     """A worker's whole share of a shard: decode, write, and hash (in parallel, not in the parent)."""
     entry = extract_shard(source, dest, options, sites, progress=_worker_progress)
     fs, root = dest_root(dest, options.storage_options)
-    return finalize_entry(fs, root, entry)
+    return finalize_entry(fs, root, entry, options.checksum)
 
 
 def _process_local(url: str) -> bool:

@@ -18,7 +18,7 @@ import urllib.parse
 from typing import Any
 
 from ..atomic import AtomicFile, write_json_atomic
-from .outputs import sha256_of
+from .checksum import DEFAULT_CHECKSUM, checksum_of, recorded_checksum
 
 MANIFEST_NAME = "manifest.json"
 JOURNAL_DIR = ".journal"
@@ -129,12 +129,13 @@ class Manifest:
                 pass
 
 
-def finalize_entry(fs: Any, root: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Fill in the sha256 of a shard's published outputs not hashed while written."""
+def finalize_entry(fs: Any, root: str, entry: dict[str, Any], kind: str = DEFAULT_CHECKSUM) -> dict[str, Any]:
+    """Fill in the checksum of a shard's published outputs not checksummed while written."""
     for part in OUTPUT_PARTS:
         info = entry[part]
-        if info.get("sha256") is None:
-            info["sha256"] = sha256_of(fs, f"{root}/{info['path']}")
+        if recorded_checksum(info) is None:
+            info.pop(kind, None)
+            info[kind] = checksum_of(fs, f"{root}/{info['path']}", kind)
     return entry
 
 
@@ -148,18 +149,20 @@ def is_complete(
     fingerprint: str,
 ) -> bool:
     """Checked, not assumed: same source and source identity, same options, and
-    outputs in their own place under DEST whose sizes and hashes match."""
+    outputs in their own place under DEST whose sizes and checksums match (CRC32C
+    from the store's metadata where it keeps one; sha256 of old manifests read through)."""
     if not entry or entry.get("source") != source or entry.get("fingerprint") != fingerprint:
         return False
     if identity is None or entry.get("source_identity") != identity:
         return False
     for part, rel in output_paths(stem).items():
         info = entry.get(part) or {}
-        if info.get("path") != rel:  # confined to DEST: never follow a path a manifest names
+        recorded = recorded_checksum(info)
+        if info.get("path") != rel or recorded is None:  # confined to DEST: never follow a manifest's path
             return False
         path = f"{root}/{rel}"
         try:
-            if fs.size(path) != info.get("bytes") or sha256_of(fs, path) != info.get("sha256"):
+            if fs.size(path) != info.get("bytes") or checksum_of(fs, path, recorded[0]) != recorded[1]:
                 return False
         except (FileNotFoundError, OSError):
             return False

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..framing import DEFAULT_MAX_RECORD_BYTES
 from ..storage import normalize_compression
+from .checksum import CHECKSUMS, DEFAULT_CHECKSUM
 
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
@@ -38,6 +39,7 @@ class ExtractOptions:
     overwrite: bool = False
     quiet: bool = False
     summary_json: str | os.PathLike[str] | None = None
+    checksum: str = DEFAULT_CHECKSUM
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -61,6 +63,8 @@ class ExtractOptions:
             isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0
         ):
             raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
+        if self.checksum not in CHECKSUMS:
+            raise ValueError(f"checksum must be one of {CHECKSUMS}, not {self.checksum!r}")
         if isinstance(self.max_record_bytes, bool) or int(self.max_record_bytes) < 1:
             raise ValueError(f"max_record_bytes must be a positive integer, not {self.max_record_bytes!r}")
 
@@ -73,6 +77,7 @@ class ExtractOptions:
             on_unknown_site=self.on_unknown_site,
             max_record_bytes=self.max_record_bytes,
             storage_options=self.storage_options,
+            checksum=self.checksum,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:

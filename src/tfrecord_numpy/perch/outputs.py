@@ -7,11 +7,12 @@ through :class:`tfrecord_numpy.atomic.AtomicFile`, so they appear whole.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
 import numpy as np
+
+from .checksum import DEFAULT_CHECKSUM, Digest
 
 
 class NpyStreamWriter:
@@ -84,51 +85,61 @@ class NpyStreamWriter:
 
 
 class StreamHasher:
-    """sha256 of a byte stream, computed in a thread beside the writer.
+    """The checksum of a byte stream, computed as the writer writes it.
 
-    The writer hands over each piece it writes (:meth:`feed`, a copy: the
-    caller's buffer is reused); ``hashlib`` releases the GIL, so hashing
-    overlaps decoding instead of re-reading the whole file afterwards.  The
-    queue is bounded, so a slow hasher holds back the writer rather than
-    letting memory grow.
+    CRC32C runs inline (memory speed).  sha256 runs in a thread: the writer
+    hands over a copy of each piece (its buffer is reused) and ``hashlib``
+    releases the GIL, so hashing overlaps decoding; the queue is bounded, so
+    a slow hasher holds back the writer rather than letting memory grow.
     """
 
-    def __init__(self, max_pending: int = 16) -> None:
+    def __init__(self, kind: str = DEFAULT_CHECKSUM, max_pending: int = 16) -> None:
         import queue
         import threading
 
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue = queue.Queue(max_pending)
-        self._thread = threading.Thread(target=self._run, name="tfrecord-numpy-hash", daemon=True)
-        self._thread.start()
+        self._digest = Digest(kind)
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        if kind == "sha256":
+            self._queue = queue.Queue(max_pending)
+            self._thread = threading.Thread(target=self._run, name="tfrecord-numpy-hash", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
+        assert self._queue is not None
         while (data := self._queue.get()) is not None:
-            self._hash.update(data)
+            self._digest.update(data)
 
     def feed(self, data: bytes | memoryview) -> None:
-        self._queue.put(bytes(data))
+        if self._queue is None:
+            self._digest.update(data)
+        else:
+            self._queue.put(bytes(data))
+
+    def _stop(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
 
     def result(self) -> str:
-        """The hex digest of everything fed."""
-        self._queue.put(None)
-        self._thread.join()
-        return self._hash.hexdigest()
+        """The checksum of everything fed (its manifest spelling)."""
+        self._stop()
+        return self._digest.value()
 
     def cancel(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        self._stop()
 
 
 class JsonArrayWriter:
     """Write ``json.dumps(list_of_rows)`` incrementally, byte for byte."""
 
-    def __init__(self, f: Any) -> None:
+    def __init__(self, f: Any, checksum: str = DEFAULT_CHECKSUM) -> None:
         self.f = f
         self.count = 0
         self._parts: list[str] = []
         self._pending = 0
-        self._hash = hashlib.sha256()  # written strictly in order: hashed as it goes
+        self._hash = Digest(checksum)  # written strictly in order: hashed as it goes
 
     def write_encoded(self, encoded_rows: list[str]) -> None:
         """Append rows already encoded with ``json.dumps``."""
@@ -156,13 +167,5 @@ class JsonArrayWriter:
         self._write(b"]" if self.count else b"[]")
 
     @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-
-def sha256_of(fs: Any, path: str, block: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+    def checksum(self) -> str:
+        return self._hash.value()

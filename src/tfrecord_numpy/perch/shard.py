@@ -17,6 +17,7 @@ from ..framing import HEADER_BYTES, OVERHEAD_BYTES, RecordScanner, check_header
 from ..reader import iter_record_views
 from ..remote import should_use_remote
 from ..storage import OpenedSource, open_source
+from .checksum import Digest
 from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout
 from .manifest import output_paths
 from .options import ExtractOptions, shard_stem
@@ -52,14 +53,16 @@ def extract_shard(
     )
     encoder = RowEncoder(sites, options, source)
     size = source_size(source, options.storage_options)
-    npy_out = AtomicFile(fs, npy_final)
+    kind = options.checksum
+    npy_digest = Digest(kind)  # fed only if the file is spooled for upload
+    npy_out = AtomicFile(fs, npy_final, digest=npy_digest)
     json_out = AtomicFile(fs, json_final)
     stats = RecordStats()
     last_pos = 0
     # with the row count known up front the .npy header is final at once, so
     # the bytes are hashed as they are written (a spooled upload hashes itself)
     rows_hint = None if npy_out.spooled else predict_rows(source, opened, options, size)
-    hasher = StreamHasher() if rows_hint else None
+    hasher = StreamHasher(kind) if rows_hint else None
 
     def emit(block: np.ndarray, rows: list[str]) -> None:
         nonlocal last_pos
@@ -71,10 +74,10 @@ def extract_shard(
                 progress(pos - last_pos)
                 last_pos = pos
 
-    npy_sha = None
+    npy_sum = None
     try:
         npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
-        meta = JsonArrayWriter(json_out.f)
+        meta = JsonArrayWriter(json_out.f, kind)
         consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats)
         npy.close()
         meta.close()
@@ -82,7 +85,7 @@ def extract_shard(
             if npy.header_rewritten:  # the prediction missed: hash after publishing
                 hasher.cancel()
             else:
-                npy_sha = hasher.result()
+                npy_sum = hasher.result()
         npy_out.commit()
         json_out.commit()
     except BaseException:
@@ -103,13 +106,13 @@ def extract_shard(
         "rows": npy.rows,
         "dtype": None if npy.dtype is None else npy.dtype.name,
         "dim": npy.dim,
-        # a hash still None is filled in by finalize_entry(), off the decoding path
+        # a checksum still None is filled in by finalize_entry(), off the decoding path
         "embeddings": {
             "path": rel["embeddings"],
             "bytes": fs.size(npy_final),
-            "sha256": npy_out.sha256 or npy_sha,
+            kind: npy_digest.value() if npy_out.digested else npy_sum,
         },
-        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), "sha256": meta.sha256},
+        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), kind: meta.checksum},
         "skipped": {
             "corrupt_records": len(skipped),
             "errors": skipped[:100],
