@@ -600,3 +600,41 @@ def test_old_sha256_manifests_still_verify_and_crc32c_is_checked(tmp_path):
     npy.write_bytes(bytes(data))
     fixed = extract(src, out, workers=1, quiet=True)
     assert fixed["shards_extracted"] == 1 and fixed["shards_already_complete"] == 1
+
+
+def test_progress_costs_nothing_when_quiet_and_little_with_a_bar(tmp_path, monkeypatch):
+    """--quiet asks no stream position at all; a bar asks once per few MB, not per record."""
+    from tfrecord_numpy.perch import job as job_mod
+    from tfrecord_numpy.storage import OpenedSource
+
+    calls = 0
+    real = OpenedSource.raw_position
+
+    def counting(self):
+        nonlocal calls
+        calls += 1
+        return real(self)
+
+    monkeypatch.setattr(OpenedSource, "raw_position", counting)
+    src = make_shards(tmp_path / "src", 1, records=40)  # 40 records, ~12 MB
+    extract(src, tmp_path / "quiet", workers=1, quiet=True)
+    assert calls == 0
+
+    class Bar:
+        def __init__(self, **kw):
+            self.n = 0
+
+        def update(self, n):
+            self.n += n
+
+        def set_description(self, text):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(job_mod.sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr("tqdm.tqdm", Bar)
+    summary = extract(src, tmp_path / "bar", workers=1, quiet=False)
+    assert summary["records"] == 40
+    assert 1 <= calls <= 4  # every 4 MiB of output, not 40 times

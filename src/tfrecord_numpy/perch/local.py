@@ -56,7 +56,8 @@ def _worker_progress(n: int) -> None:
 
 def _run_shard(source: str, dest: str, options: ExtractOptions, sites: dict[str, Any]) -> dict[str, Any]:
     """A worker's whole share of a shard: decode, write, and hash (in parallel, not in the parent)."""
-    entry = extract_shard(source, dest, options, sites, progress=_worker_progress)
+    progress = _worker_progress if _worker_queue is not None else None  # --quiet: no position calls
+    entry = extract_shard(source, dest, options, sites, progress=progress)
     fs, root = dest_root(dest, options.storage_options)
     return finalize_entry(fs, root, entry, options.checksum)
 
@@ -131,10 +132,9 @@ def extract(
                 )
             n = 1
         if n == 1:
+            bar = job.progress.bytes if job.progress.bar is not None else None
             for f in todo:
-                job.shard_finished(
-                    extract_shard(f, plan.dest_url, opts.for_workers(), plan.site_map, progress=job.progress.bytes)
-                )
+                job.shard_finished(extract_shard(f, plan.dest_url, opts.for_workers(), plan.site_map, progress=bar))
         elif todo:
             _run_pool(job, n)
         return job.summary(n)

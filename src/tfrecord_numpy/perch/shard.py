@@ -27,6 +27,10 @@ from .records import RecordStats, consume_records
 from .rows import RowEncoder
 
 
+#: how many output bytes pass between two progress updates
+PROGRESS_BYTES = 4 << 20
+
+
 def extract_shard(
     source: str,
     dest: str,
@@ -64,15 +68,20 @@ def extract_shard(
     rows_hint = None if npy_out.spooled else predict_rows(source, opened, options, size)
     hasher = StreamHasher(kind) if rows_hint else None
 
+    tick = 0
+
     def emit(block: np.ndarray, rows: list[str]) -> None:
-        nonlocal last_pos
+        nonlocal last_pos, tick
         meta.write_encoded(rows)
         npy.write(block)
         if progress is not None:
-            pos = opened.raw_position()
-            if pos > last_pos:
-                progress(pos - last_pos)
-                last_pos = pos
+            tick += block.nbytes
+            if tick >= PROGRESS_BYTES:  # a bar needs no per-record update
+                tick = 0
+                pos = opened.raw_position()
+                if pos > last_pos:
+                    progress(pos - last_pos)
+                    last_pos = pos
 
     npy_sum = None
     try:
