@@ -26,7 +26,6 @@ from .plan import source_size
 from .records import RecordStats, consume_records
 from .rows import RowEncoder
 
-
 #: how many output bytes pass between two progress updates
 PROGRESS_BYTES = 4 << 20
 
