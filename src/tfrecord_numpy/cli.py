@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
     ex.add_argument("--max-record-bytes", type=_positive_int, default=1 << 30)
     ex.add_argument(
+        "--schema",
+        choices=["a2o", "perch"],
+        default="a2o",
+        help="metadata rows: a2o (the notebook's: names parsed, sites mapped) or perch (any Perch "
+        "embedding set: filename, timestamp_s, window_index, offset_s, channel_index)",
+    )
+    ex.add_argument(
         "--checksum",
         choices=["crc32c", "sha256"],
         default="crc32c",
@@ -146,6 +153,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         storage_options=_storage_options(args),
         max_record_bytes=args.max_record_bytes,
         checksum=args.checksum,
+        schema=args.schema,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:

@@ -63,7 +63,7 @@ from .options import ExtractOptions, Sources, shard_stem
 from .outputs import JsonArrayWriter, NpyStreamWriter
 from .plan import PARTS_DIR, remove_stale_tmp, source_size
 from .records import RecordStats, consume_records, decode_a2o_record
-from .rows import RowEncoder
+from .rows import PERCH_COLUMNS, RowEncoder
 from .shard import extract_shard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -661,7 +661,7 @@ def _rows_to_dicts(rows: list[str]) -> list[dict]:
 def _rows_frame(rows: list[str], meta: Any) -> Any:
     import pandas as pd
 
-    frame = pd.DataFrame.from_records(_rows_to_dicts(rows), columns=list(METADATA_COLUMNS))
+    frame = pd.DataFrame.from_records(_rows_to_dicts(rows), columns=list(meta.columns))
     return frame.astype(meta.dtypes.to_dict())
 
 
@@ -699,6 +699,7 @@ def read_embeddings(
     on_corrupt: str = "error",
     on_unknown_site: str = "error",
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    schema: str = "a2o",
 ) -> tuple[dask.array.Array, Any]:
     """Lazy ``(embeddings, metadata)`` of A2O/Perch shards.
 
@@ -712,7 +713,8 @@ def read_embeddings(
     that :func:`extract` writes for these sources.
 
     ``metadata`` has one row per embedding row, the notebook's fields
-    (:data:`METADATA_COLUMNS`): a ``dask.dataframe.DataFrame`` (one
+    (:data:`METADATA_COLUMNS`; with ``schema="perch"`` the generic Perch
+    fields, :data:`.rows.PERCH_COLUMNS`): a ``dask.dataframe.DataFrame`` (one
     partition per chunk, each with its own 0-based index; ``site_id`` is
     an object column, ``None`` for unknown sites) when dask.dataframe and
     pandas are importable, else a ``dask.bag.Bag`` of dicts.  Both share
@@ -733,8 +735,12 @@ def read_embeddings(
         on_unknown_site=on_unknown_site,
         max_record_bytes=max_record_bytes,
         storage_options=storage_options,
+        schema=schema,
     )
-    site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
+    if schema == "perch":
+        site_map: dict[str, Any] = {}
+    else:
+        site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
     files = expand_sources(sources, storage_options=storage_options)
     dtype, dim, sample_rows = _first_record(files, options, site_map)
     token = uuid.uuid4().hex[:8]
@@ -788,10 +794,11 @@ def read_embeddings(
         embeddings = da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
     else:  # pragma: no cover - expand_sources never returns nothing
         embeddings = da.empty((0, dim), dtype=dtype)
-    return embeddings, _metadata(chunks, sample_rows)
+    columns = PERCH_COLUMNS if schema == "perch" else METADATA_COLUMNS
+    return embeddings, _metadata(chunks, sample_rows, columns)
 
 
-def _metadata(chunks: list[Any], sample_rows: list[str]) -> Any:
+def _metadata(chunks: list[Any], sample_rows: list[str], columns: tuple[str, ...]) -> Any:
     """A dask DataFrame of the chunks' rows, or a dask Bag of dicts without pandas."""
     try:
         import dask.dataframe as dd
@@ -800,8 +807,8 @@ def _metadata(chunks: list[Any], sample_rows: list[str]) -> Any:
         import dask.bag as db
 
         return cast(Any, db).from_delayed([delayed(_rows_to_dicts, pure=True)(c[1]) for c in chunks])
-    sample = pd.DataFrame.from_records(_rows_to_dicts(sample_rows), columns=list(METADATA_COLUMNS))
-    meta = sample.iloc[:0].astype({"site_id": object})
+    sample = pd.DataFrame.from_records(_rows_to_dicts(sample_rows), columns=list(columns))
+    meta = sample.iloc[:0].astype({"site_id": object}) if "site_id" in columns else sample.iloc[:0]
     parts = [delayed(_rows_frame, pure=True)(c[1], meta) for c in chunks]
     # keep site_id an object column (ints, strings or None as the mapping
     # holds them) instead of dask's default conversion to strings

@@ -27,6 +27,7 @@ def read_shard(
     compression: str | None = "auto",
     on_unknown_site: str = "error",
     storage_options: dict | None = None,
+    schema: str = "a2o",
 ) -> tuple[np.ndarray, list[dict]]:
     """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use.
 
@@ -34,14 +35,19 @@ def read_shard(
     (an empty shard gives the notebook's ``np.array([])``).  Where the row
     count can be read off the records' first bytes (an uncompressed local
     file), each record's rows are copied once, into one preallocated array.
+    ``schema="perch"`` gives the generic Perch rows (no name parsing, no sites).
     """
     options = ExtractOptions.build(
         hop_seconds=hop_seconds,
         compression=compression,
         on_unknown_site=on_unknown_site,
         storage_options=storage_options,
+        schema=schema,
     )
-    site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
+    if schema == "perch":
+        site_map: dict = {}
+    else:
+        site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
     src = os.fspath(source)
     direct = _read_shard_direct(src, options, site_map)
     if direct is not None:

@@ -15,6 +15,7 @@ from .checksum import CHECKSUMS, DEFAULT_CHECKSUM
 
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
+SCHEMAS = ("a2o", "perch")
 
 Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 Sites = str | os.PathLike[str] | dict[str, Any] | None
@@ -40,6 +41,7 @@ class ExtractOptions:
     quiet: bool = False
     summary_json: str | os.PathLike[str] | None = None
     checksum: str = DEFAULT_CHECKSUM
+    schema: str = "a2o"
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -63,6 +65,8 @@ class ExtractOptions:
             isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0
         ):
             raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
+        if self.schema not in SCHEMAS:
+            raise ValueError(f"schema must be one of {SCHEMAS}, not {self.schema!r}")
         if self.checksum not in CHECKSUMS:
             raise ValueError(f"checksum must be one of {CHECKSUMS}, not {self.checksum!r}")
         if isinstance(self.max_record_bytes, bool) or int(self.max_record_bytes) < 1:
@@ -78,19 +82,20 @@ class ExtractOptions:
             max_record_bytes=self.max_record_bytes,
             storage_options=self.storage_options,
             checksum=self.checksum,
+            schema=self.schema,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:
         """sha256 of what decides a shard's output (options and the site mapping)."""
-        blob = json.dumps(
-            {
-                "hop_seconds": self.hop_seconds,
-                "on_unknown_site": self.on_unknown_site,
-                "on_corrupt": self.on_corrupt,
-                "sites": site_map,
-            },
-            sort_keys=True,
-        )
+        decides: dict[str, Any] = {
+            "hop_seconds": self.hop_seconds,
+            "on_unknown_site": self.on_unknown_site,
+            "on_corrupt": self.on_corrupt,
+            "sites": site_map,
+        }
+        if self.schema != "a2o":  # a2o fingerprints stay those of earlier manifests
+            decides["schema"] = self.schema
+        blob = json.dumps(decides, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

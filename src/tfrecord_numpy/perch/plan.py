@@ -93,7 +93,10 @@ def plan_job(sources: Sources, dest: str | os.PathLike[str], options: ExtractOpt
     (re-hash) which shards the manifest shows complete.  Call with DEST locked."""
     storage_options = options.storage_options
     sites = options.sites
-    site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
+    if options.schema == "perch":
+        site_map: dict[str, Any] = {}  # Perch rows carry no site
+    else:
+        site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
     fingerprint = options.fingerprint(site_map)
     dest_url = os.fspath(dest)
     fs, root = dest_root(dest_url, storage_options)

@@ -21,7 +21,7 @@ from .fastpath import a2o_fields, packed_int64s
 
 if TYPE_CHECKING:
     from .options import ExtractOptions
-    from .rows import RowEncoder
+    from .rows import Encoder
 
 #: the notebook's ``tf.io.parse_single_example`` spec
 NOTEBOOK_SPEC = {
@@ -107,7 +107,7 @@ def consume_records(
     records: Iterable[tuple[int, int, memoryview]],
     source: str,
     options: ExtractOptions,
-    encoder: RowEncoder,
+    encoder: Encoder,
     emit: Callable[[np.ndarray, list[str]], None],
     stats: RecordStats,
 ) -> None:

@@ -3,15 +3,63 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, Protocol
 
 from ..errors import SchemaError, TFRecordError
 from .names import RecordName, parse_filename, recording_offsets
 from .options import ExtractOptions
 from .records import A2ORecord
 
+#: the keys of a metadata row with ``schema="perch"``, in order
+PERCH_COLUMNS = ("filename", "timestamp_s", "window_index", "offset_s", "channel_index")
 
-class RowEncoder:
+
+class Encoder(Protocol):
+    """Turns a decoded record into its metadata rows (JSON text, one per embedding row)."""
+
+    unknown_sites: int
+
+    def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]: ...
+
+
+def RowEncoder(sites: dict[str, Any], options: ExtractOptions, shard: str) -> Encoder:
+    """The row encoder of the run's schema: the notebook's A2O rows, or generic Perch rows."""
+    if options.schema == "perch":
+        return PerchRowEncoder(options, shard)
+    return A2ORowEncoder(sites, options, shard)
+
+
+class PerchRowEncoder:
+    """Rows of any Perch embedding set: no name parsing, no site mapping.
+
+    Window ``t`` of a record starts at ``timestamp_s + t * hop`` seconds into its
+    file; rows are window-major, channel-minor, as for A2O.
+    """
+
+    def __init__(self, options: ExtractOptions, shard: str) -> None:
+        self.hop = options.hop_seconds
+        self.shard = shard
+        self.unknown_sites = 0
+
+    def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
+        T, C, _ = rec.embedding.shape
+        ts = float(rec.timestamp_s)
+        if not math.isfinite(ts):
+            raise SchemaError(
+                f"timestamp_s is {ts}, not a finite number of seconds", path=self.shard, index=index, offset=offset
+            )
+        name = json.dumps(rec.filename)
+        out: list[str] = []
+        for t in range(T):
+            head = (
+                f'{{"filename": {name}, "timestamp_s": {ts!r}, "window_index": {t}, "offset_s": {ts + t * self.hop!r}'
+            )
+            out.extend(f'{head}, "channel_index": {c}}}' for c in range(C))
+        return out
+
+
+class A2ORowEncoder:
     """Metadata rows of a record as JSON text, byte-identical to ``json.dumps`` of
     :func:`a2o.metadata_rows` (a test holds the two together).
 
