@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tfrecord-numpy",
         description="Read TFRecord files into numpy without TensorFlow.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"tfrecord-numpy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ex = sub.add_parser("extract", help="A2O/Perch shards -> embeddings/*.npy + metadata/*.json")
@@ -121,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("sites", help="rebuild the site-name-to-id mapping from the A2O sites API")
     st.add_argument("--out", required=True, metavar="FILE")
     st.add_argument("--api-url", default=None, help="sites API URL (default: the public A2O API)")
+
+    ins = sub.add_parser("inspect", help="what the records hold: kinds, features, tensors, a spec to paste")
+    ins.add_argument("sources", nargs="+", metavar="SOURCE")
+    ins.add_argument("--records", type=_positive_int, metavar="N", help="read only the first N records of each source")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    ins.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
+    _add_storage_args(ins)
+
+    hd = sub.add_parser("head", help="the first records as JSON lines")
+    hd.add_argument("sources", nargs="+", metavar="SOURCE")
+    hd.add_argument("-n", type=_positive_int, default=5, metavar="N", help="how many records (default 5)")
+    hd.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
+    _add_storage_args(hd)
 
     vf = sub.add_parser("verify", help="read every record, check both CRCs, report counts")
     vf.add_argument("sources", nargs="+", metavar="SOURCE")
@@ -213,12 +229,41 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import format_report, inspect_records
+
+    report = inspect_records(
+        args.sources,
+        max_records=args.records,
+        compression=args.compression,
+        storage_options=_storage_options(args),
+    )
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    from .inspection import head_records
+
+    for record in head_records(
+        args.sources, args.n, compression=args.compression, storage_options=_storage_options(args)
+    ):
+        print(json.dumps(record))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import TFRecordError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"extract": cmd_extract, "sites": cmd_sites, "verify": cmd_verify}[args.command]
+    handler = {
+        "extract": cmd_extract,
+        "sites": cmd_sites,
+        "verify": cmd_verify,
+        "inspect": cmd_inspect,
+        "head": cmd_head,
+    }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt as exc:
