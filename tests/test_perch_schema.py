@@ -62,3 +62,51 @@ def test_switching_schema_redoes_the_shard(tmp_path):
     assert other["shards_extracted"] == 1  # the a2o rows are other outputs
     meta = json.loads((tmp_path / "metadata" / f"{shard.name}.json").read_text())
     assert meta[0]["site_id"] == "1" and meta[0]["file_seq_id"] == 909057
+
+
+# --------------------------------------------------------------------------- logits heads
+
+
+@pytest.mark.parametrize("shard,head", [(SHARDS[0], "label"), (SHARDS[1], "nuisances")], ids=lambda x: str(x)[-12:])
+def test_logits_heads_equal_what_tensorflow_decodes(tmp_path, shard, head):
+    golden = np.load(PERCH / f"{shard.name}.golden.npz")
+    for logits in (head, "all"):
+        out = tmp_path / logits
+        extract([shard], out, schema="perch", logits=logits, workers=1, quiet=True)
+        got = np.load(out / "logits" / head / f"{shard.name}.npy")
+        want = golden[head]
+        assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+        assert got.shape[0] == np.load(out / "embeddings" / f"{shard.name}.npy").shape[0]  # row-aligned
+        entry = json.loads((out / "manifest.json").read_text())["shards"][shard.name]
+        assert entry["logits"][head]["path"] == f"logits/{head}/{shard.name}.npy"
+        assert entry["logits"][head]["crc32c"]
+
+
+def test_logits_in_metadata_rows(tmp_path):
+    shard = PERCH / "public-00000-of-00001"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(shard), "--out", str(tmp_path),
+         "--schema", "perch", "--logits", "nuisances", "--logits-in-metadata", "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "metadata" / f"{shard.name}.json").read_text())
+    want = np.load(PERCH / f"{shard.name}.golden.npz")["nuisances"]
+    assert [m["nuisances"] for m in meta] == want.astype(np.float64).tolist()
+    plain = json.loads((PERCH / f"{shard.name}.golden.json").read_text())
+    assert [{k: v for k, v in m.items() if k != "nuisances"} for m in meta] == plain
+
+
+def test_logits_resume_and_a_missing_head(tmp_path):
+    shard = PERCH / "hoplite-00000-of-00001"
+    first = extract([shard], tmp_path, schema="perch", logits="label", workers=1, quiet=True)
+    again = extract([shard], tmp_path, schema="perch", logits="label", workers=1, quiet=True)
+    assert first["shards_extracted"] == 1 and again["shards_already_complete"] == 1
+    head = tmp_path / "logits" / "label" / f"{shard.name}.npy"
+    head.unlink()  # a lost head output: the shard is redone
+    redo = extract([shard], tmp_path, schema="perch", logits="label", workers=1, quiet=True)
+    assert redo["shards_extracted"] == 1 and head.exists()
+    with pytest.raises(SchemaError, match="logits head 'nuisances' is missing") as info:
+        extract([shard], tmp_path / "x", schema="perch", logits="nuisances", workers=1, quiet=True)
+    assert info.value.index == 0
+    assert not (tmp_path / "x" / "embeddings" / f"{shard.name}.npy").exists()  # nothing half-published

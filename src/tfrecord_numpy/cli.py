@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         "embedding set: filename, timestamp_s, window_index, offset_s, channel_index)",
     )
     ex.add_argument(
+        "--logits",
+        metavar="HEAD[,HEAD...]|all",
+        help="also write each logits head (e.g. nuisances) to DEST/logits/<head>/<shard>.npy, row-aligned",
+    )
+    ex.add_argument(
+        "--logits-in-metadata",
+        action="store_true",
+        help="with --logits: also put each row's head values into its metadata row",
+    )
+    ex.add_argument(
         "--checksum",
         choices=["crc32c", "sha256"],
         default="crc32c",
@@ -170,6 +180,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         max_record_bytes=args.max_record_bytes,
         checksum=args.checksum,
         schema=args.schema,
+        logits=args.logits,
+        logits_in_metadata=args.logits_in_metadata,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:

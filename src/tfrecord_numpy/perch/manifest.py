@@ -49,6 +49,18 @@ def output_paths(stem: str) -> dict[str, str]:
     return {"embeddings": f"embeddings/{stem}.npy", "metadata": f"metadata/{stem}.json"}
 
 
+def logits_path(head: str, stem: str) -> str:
+    """Where a shard's logits head goes, relative to DEST."""
+    return f"logits/{head}/{stem}.npy"
+
+
+def _outputs(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every output record of an entry: embeddings, metadata, each logits head."""
+    parts = [entry[p] for p in OUTPUT_PARTS if isinstance(entry.get(p), dict)]
+    heads = entry.get("logits")
+    return parts + ([v for v in heads.values() if isinstance(v, dict)] if isinstance(heads, dict) else [])
+
+
 def _journal_name(stem: str) -> str:
     return urllib.parse.quote(stem, safe="") + ".json"
 
@@ -131,8 +143,7 @@ class Manifest:
 
 def finalize_entry(fs: Any, root: str, entry: dict[str, Any], kind: str = DEFAULT_CHECKSUM) -> dict[str, Any]:
     """Fill in the checksum of a shard's published outputs not checksummed while written."""
-    for part in OUTPUT_PARTS:
-        info = entry[part]
+    for info in _outputs(entry):
         if recorded_checksum(info) is None:
             info.pop(kind, None)
             info[kind] = checksum_of(fs, f"{root}/{info['path']}", kind)
@@ -155,8 +166,14 @@ def is_complete(
         return False
     if identity is None or entry.get("source_identity") != identity:
         return False
-    for part, rel in output_paths(stem).items():
-        info = entry.get(part) or {}
+    heads = entry.get("logits") or {}
+    if not isinstance(heads, dict) or any("/" in h or h.startswith(".") for h in heads):
+        return False
+    expected = [(rel, entry.get(part)) for part, rel in output_paths(stem).items()]
+    expected += [(logits_path(head, stem), info) for head, info in heads.items()]
+    for rel, info in expected:
+        if not isinstance(info, dict):
+            return False
         recorded = recorded_checksum(info)
         if info.get("path") != rel or recorded is None:  # confined to DEST: never follow a manifest's path
             return False

@@ -42,6 +42,9 @@ class ExtractOptions:
     summary_json: str | os.PathLike[str] | None = None
     checksum: str = DEFAULT_CHECKSUM
     schema: str = "a2o"
+    #: logits heads to write to ``logits/<head>/<stem>.npy``: names, or "all"
+    logits: tuple[str, ...] | str | None = None
+    logits_in_metadata: bool = False
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -65,6 +68,17 @@ class ExtractOptions:
             isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0
         ):
             raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
+        if isinstance(self.logits, str) and self.logits != "all":
+            self.logits = tuple(h.strip() for h in self.logits.split(",") if h.strip())
+        elif self.logits is not None and not isinstance(self.logits, str):
+            self.logits = tuple(self.logits)
+        if not self.logits:
+            self.logits = None
+        for head in self.logits if isinstance(self.logits, tuple) else ():
+            if head in ("embedding", "filename", "timestamp_s") or "/" in head or head.startswith("."):
+                raise ValueError(f"{head!r} is not a logits head name")
+        if self.logits_in_metadata and not self.logits:
+            raise ValueError("logits_in_metadata needs logits (head names or 'all')")
         if self.schema not in SCHEMAS:
             raise ValueError(f"schema must be one of {SCHEMAS}, not {self.schema!r}")
         if self.checksum not in CHECKSUMS:
@@ -83,6 +97,8 @@ class ExtractOptions:
             storage_options=self.storage_options,
             checksum=self.checksum,
             schema=self.schema,
+            logits=self.logits,
+            logits_in_metadata=self.logits_in_metadata,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:
@@ -95,6 +111,9 @@ class ExtractOptions:
         }
         if self.schema != "a2o":  # a2o fingerprints stay those of earlier manifests
             decides["schema"] = self.schema
+        if self.logits:
+            decides["logits"] = self.logits if isinstance(self.logits, str) else list(self.logits)
+            decides["logits_in_metadata"] = self.logits_in_metadata
         blob = json.dumps(decides, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 

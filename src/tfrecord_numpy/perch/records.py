@@ -8,6 +8,7 @@ shards and byte-range splits).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -34,11 +35,48 @@ NOTEBOOK_SPEC = {
 
 @dataclass
 class A2ORecord:
-    """One decoded record: the embedding is ``[T, C, D]`` (maybe a view into the read buffer)."""
+    """One decoded record: the embedding is ``[T, C, D]`` (maybe a view into the read buffer);
+    ``heads`` the logits heads asked for, each ``[T, C, K]``."""
 
     filename: str
     timestamp_s: np.float32
     embedding: np.ndarray
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def decode_heads(
+    view: memoryview, heads: tuple[str, ...] | str, embedding_shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """The logits heads of a Perch record: each ``<head>`` a serialized ``[T, C, K]``
+    tensor checked against its ``<head>_shape`` and the embedding's ``T`` and ``C``.
+    ``heads="all"``: every bytes feature that has a ``<name>_shape`` beside it."""
+    values = parse_example(bytes(view))
+    if heads == "all":
+        names: tuple[str, ...] = tuple(
+            sorted(
+                k for k, v in values.items()
+                if k != "embedding" and isinstance(v, list) and f"{k}_shape" in values
+            )
+        )  # fmt: skip
+    else:
+        names = tuple(heads)
+    out = {}
+    for name in names:
+        value, declared = values.get(name), values.get(f"{name}_shape")
+        if not isinstance(value, list) or len(value) != 1:
+            raise SchemaError(f"logits head {name!r} is missing (or not one serialized tensor)")
+        arr = parse_tensor(value[0])
+        check_embedding_dtype(arr.dtype)
+        if arr.ndim != 3 or tuple(arr.shape[:2]) != tuple(embedding_shape[:2]):
+            raise SchemaError(
+                f"logits head {name!r} has shape {list(arr.shape)}; the embedding's windows and channels "
+                f"are {list(embedding_shape[:2])}"
+            )
+        if declared is None or [int(x) for x in np.asarray(declared)] != list(arr.shape):
+            shown = None if declared is None else [int(x) for x in np.asarray(declared)]
+            raise SchemaError(f"{name}_shape {shown} disagrees with the head's shape {list(arr.shape)}")
+        out[name] = arr
+    return out
 
 
 def _general_decode(payload: bytes) -> tuple[bytes, np.float32, bytes, np.ndarray]:
@@ -110,13 +148,18 @@ def consume_records(
     encoder: Encoder,
     emit: Callable[[np.ndarray, list[str]], None],
     stats: RecordStats,
+    emit_heads: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> None:
     """Decode A2O records into ``emit(block [rows, D], encoded metadata rows)``.
 
     Undecodable records are skipped or raised per ``on_corrupt``, every error
     is located (file, record, offset), and all records must share one
-    embedding dtype and width.
+    embedding dtype and width.  With ``options.logits``, each record's heads
+    go to ``emit_heads({head: block [rows, K]})`` before its rows are emitted
+    (and into the rows with ``options.logits_in_metadata``).
     """
+    heads_wanted = options.logits
+    head_kinds: dict[str, tuple[np.dtype, int]] | None = None
     for index, offset, view in records:
         try:
             rec = decode_a2o_record(view)
@@ -128,6 +171,24 @@ def consume_records(
             raise
         except SchemaError as exc:
             raise exc.located(path=source, index=index, offset=offset) from None
+        head_blocks: dict[str, np.ndarray] = {}
+        if heads_wanted:
+            try:
+                rec.heads = decode_heads(view, heads_wanted, rec.embedding.shape)
+            except (DecodeError, SchemaError) as exc:
+                raise exc.located(path=source, index=index, offset=offset) from None
+            for name, arr in rec.heads.items():
+                head_blocks[name] = arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
+            kinds = {name: (b.dtype, int(b.shape[1])) for name, b in head_blocks.items()}
+            if head_kinds is None:
+                head_kinds = kinds
+            elif kinds != head_kinds:
+                raise SchemaError(
+                    f"logits heads are {_describe(kinds)} but earlier records' are {_describe(head_kinds)}",
+                    path=source,
+                    index=index,
+                    offset=offset,
+                )
         emb = rec.embedding
         block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
         if stats.dtype is None:
@@ -141,6 +202,26 @@ def consume_records(
                 index=index,
                 offset=offset,
             )
-        emit(block, encoder.rows(rec, index, offset))
+        rows = encoder.rows(rec, index, offset)
+        if head_blocks and options.logits_in_metadata:
+            rows = with_heads(rows, head_blocks)
+        if emit_heads is not None and head_blocks:
+            emit_heads(head_blocks)
+        emit(block, rows)
         stats.records += 1
         stats.rows += int(block.shape[0])
+
+
+def _describe(kinds: dict[str, tuple[np.dtype, int]]) -> str:
+    return ", ".join(f"{name} {dt}[..., {k}]" for name, (dt, k) in sorted(kinds.items())) or "none"
+
+
+def with_heads(rows: list[str], head_blocks: dict[str, np.ndarray]) -> list[str]:
+    """Each metadata row with its heads' values added (``"<head>": [K floats]``), as
+    ``json.dumps`` writes them."""
+    texts = {name: [json.dumps(v) for v in block.astype(np.float64).tolist()] for name, block in head_blocks.items()}
+    out = []
+    for i, row in enumerate(rows):
+        extra = "".join(f", {json.dumps(name)}: {texts[name][i]}" for name in head_blocks)
+        out.append(row[:-1] + extra + "}")
+    return out

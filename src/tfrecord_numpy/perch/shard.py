@@ -19,7 +19,7 @@ from ..remote import should_use_remote
 from ..storage import OpenedSource, open_source
 from .checksum import Digest
 from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout
-from .manifest import output_paths
+from .manifest import logits_path, output_paths
 from .options import ExtractOptions, shard_stem
 from .outputs import JsonArrayWriter, NpyStreamWriter, StreamHasher
 from .plan import source_size
@@ -68,6 +68,18 @@ def extract_shard(
     hasher = StreamHasher(kind) if rows_hint else None
 
     tick = 0
+    head_outs: dict[str, tuple[AtomicFile, NpyStreamWriter]] = {}
+
+    def head_writer(name: str) -> NpyStreamWriter:
+        if name not in head_outs:
+            fs.makedirs(f"{root}/logits/{name}", exist_ok=True)
+            out = AtomicFile(fs, f"{root}/{logits_path(name, stem)}")
+            head_outs[name] = (out, NpyStreamWriter(out.f))
+        return head_outs[name][1]
+
+    def emit_heads(blocks: dict[str, np.ndarray]) -> None:
+        for name, block in blocks.items():
+            head_writer(name).write(block)
 
     def emit(block: np.ndarray, rows: list[str]) -> None:
         nonlocal last_pos, tick
@@ -86,19 +98,28 @@ def extract_shard(
     try:
         npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
         meta = JsonArrayWriter(json_out.f, kind)
-        consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats)
+        consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats, emit_heads)
+        if isinstance(options.logits, tuple):  # named heads: a file even for an empty shard
+            for name in options.logits:
+                head_writer(name)
         npy.close()
         meta.close()
+        for _, writer in head_outs.values():
+            writer.close()
         if hasher is not None:
             if npy.header_rewritten:  # the prediction missed: hash after publishing
                 hasher.cancel()
             else:
                 npy_sum = hasher.result()
+        for out, _ in head_outs.values():
+            out.commit()
         npy_out.commit()
         json_out.commit()
     except BaseException:
         if hasher is not None:
             hasher.cancel()
+        for out, _ in head_outs.values():
+            out.abort()
         npy_out.abort()
         json_out.abort()
         raise
@@ -128,6 +149,22 @@ def extract_shard(
         },
         "unknown_site_rows": encoder.unknown_sites,
         "seconds": round(time.perf_counter() - started, 6),
+        **(
+            {
+                "logits": {
+                    name: {
+                        "path": logits_path(name, stem),
+                        "bytes": fs.size(f"{root}/{logits_path(name, stem)}"),
+                        "dtype": None if w.dtype is None else w.dtype.name,
+                        "dim": w.dim,
+                        kind: None,
+                    }
+                    for name, (_, w) in sorted(head_outs.items())
+                }
+            }
+            if options.logits
+            else {}
+        ),
     }
 
 
