@@ -110,3 +110,60 @@ def test_logits_resume_and_a_missing_head(tmp_path):
         extract([shard], tmp_path / "x", schema="perch", logits="nuisances", workers=1, quiet=True)
     assert info.value.index == 0
     assert not (tmp_path / "x" / "embeddings" / f"{shard.name}.npy").exists()  # nothing half-published
+
+
+# --------------------------------------------------------------------------- config.json
+
+
+def _perch_folder(tmp_path: Path, shard: str, config: dict | None) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / shard).write_bytes((PERCH / shard).read_bytes())
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _config(hop: float, dtype: str) -> dict:
+    return {
+        "embed_fn_config": {
+            "model_config": {"window_size_s": 5.0, "hop_size_s": hop, "sample_rate": 32000},
+            "tensor_dtype": dtype,
+        }
+    }
+
+
+def test_config_json_beside_the_shards_drives_the_hop(tmp_path):
+    import hashlib
+
+    shard = "public-00000-of-00001"
+    folder = _perch_folder(tmp_path, shard, _config(2.5, "float16"))
+    out = tmp_path / "out"
+    summary = extract([folder], out, schema="perch", workers=1, quiet=True)
+    assert summary["shards"] == 1  # config.json is not taken for a shard
+    meta = json.loads((out / "metadata" / f"{shard}.json").read_text())
+    assert [m["offset_s"] - m["timestamp_s"] for m in meta[:3]] == [0.0, 2.5, 5.0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["perch_config"]["sha256"] == hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    explicit = tmp_path / "explicit"
+    extract([folder / shard], explicit, schema="perch", hop_seconds=1, workers=1, quiet=True)
+    meta = json.loads((explicit / "metadata" / f"{shard}.json").read_text())
+    assert meta[1]["offset_s"] - meta[1]["timestamp_s"] == 1.0  # --hop-seconds wins over the config
+
+
+def test_config_dtype_must_agree_with_the_embeddings(tmp_path):
+    shard = "hoplite-00000-of-00001"  # float32 embeddings
+    folder = _perch_folder(tmp_path, shard, _config(5.0, "float16"))
+    with pytest.raises(SchemaError, match="tensor_dtype float16") as info:
+        extract([folder / shard], tmp_path / "out", schema="perch", workers=1, quiet=True)
+    assert info.value.index == 0
+    named = tmp_path / "elsewhere.json"
+    named.write_text(json.dumps(_config(5.0, "float32")))
+    summary = extract(
+        [folder / shard], tmp_path / "out2", schema="perch", perch_config=str(named), workers=1, quiet=True
+    )
+    assert summary["rows"] == 31
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: Perch config is not valid JSON"):
+        extract([folder / shard], tmp_path / "out3", schema="perch", perch_config=str(bad), workers=1, quiet=True)

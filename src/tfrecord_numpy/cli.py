@@ -80,7 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)"
     )
     ex.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: number of CPUs)")
-    ex.add_argument("--hop-seconds", type=float, default=5, help="seconds between embedding windows (default 5)")
+    ex.add_argument(
+        "--hop-seconds",
+        type=float,
+        default=None,
+        help="seconds between embedding windows (default: Perch's config.json beside the shards, else 5)",
+    )
+    ex.add_argument(
+        "--perch-config", metavar="PATH/URL", help="Perch's config.json (default: the one beside the shards)"
+    )
     ex.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
     ex.add_argument("--on-corrupt", choices=["error", "skip"], default="error")
     ex.add_argument("--on-unknown-site", choices=["error", "null"], default="error")
@@ -155,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _hop(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
+def _hop(value: float | None) -> float | int | None:
+    return None if value is None else int(value) if float(value).is_integer() else value
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -182,6 +190,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         schema=args.schema,
         logits=args.logits,
         logits_in_metadata=args.logits_in_metadata,
+        perch_config=args.perch_config,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:

@@ -16,6 +16,7 @@ from .checksum import CHECKSUMS, DEFAULT_CHECKSUM
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
 SCHEMAS = ("a2o", "perch")
+DEFAULT_HOP_SECONDS = 5
 
 Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 Sites = str | os.PathLike[str] | dict[str, Any] | None
@@ -30,7 +31,8 @@ class ExtractOptions:
     fingerprint; the rest say how the run behaves.
     """
 
-    hop_seconds: float = 5
+    #: seconds between windows; None: Perch's config.json if there is one, else 5
+    hop_seconds: float | None = None
     compression: str | None = "auto"
     on_corrupt: str = "error"
     on_unknown_site: str = "error"
@@ -45,6 +47,10 @@ class ExtractOptions:
     #: logits heads to write to ``logits/<head>/<stem>.npy``: names, or "all"
     logits: tuple[str, ...] | str | None = None
     logits_in_metadata: bool = False
+    #: Perch's config.json (path or URL); None: the one beside the shards, if any
+    perch_config: str | os.PathLike[str] | None = None
+    #: the embeddings' dtype the config states (set from config.json, checked per shard)
+    expect_dtype: str | None = None
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -64,8 +70,9 @@ class ExtractOptions:
         if self.on_unknown_site not in ON_UNKNOWN_SITE:
             raise ValueError(f"on_unknown_site must be one of {ON_UNKNOWN_SITE}, not {self.on_unknown_site!r}")
         self.compression = normalize_compression(self.compression)
-        if isinstance(self.hop_seconds, bool) or not (
-            isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0
+        if self.hop_seconds is not None and (
+            isinstance(self.hop_seconds, bool)
+            or not (isinstance(self.hop_seconds, (int, float)) and self.hop_seconds > 0)
         ):
             raise ValueError(f"hop_seconds must be a positive number, not {self.hop_seconds!r}")
         if isinstance(self.logits, str) and self.logits != "all":
@@ -99,12 +106,13 @@ class ExtractOptions:
             schema=self.schema,
             logits=self.logits,
             logits_in_metadata=self.logits_in_metadata,
+            expect_dtype=self.expect_dtype,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:
         """sha256 of what decides a shard's output (options and the site mapping)."""
         decides: dict[str, Any] = {
-            "hop_seconds": self.hop_seconds,
+            "hop_seconds": DEFAULT_HOP_SECONDS if self.hop_seconds is None else self.hop_seconds,
             "on_unknown_site": self.on_unknown_site,
             "on_corrupt": self.on_corrupt,
             "sites": site_map,

@@ -10,6 +10,7 @@ from fsspec.core import url_to_fs
 
 from ..atomic import is_tmp_name
 from ..storage import expand_sources
+from .config import CONFIG_NAME, config_beside, load_perch_config
 from .manifest import JOURNAL_DIR, MANIFEST_NAME, Manifest, is_complete, source_identity
 from .names import load_site_mapping
 from .options import ExtractOptions, Sources, shard_stem
@@ -97,11 +98,12 @@ def plan_job(sources: Sources, dest: str | os.PathLike[str], options: ExtractOpt
         site_map: dict[str, Any] = {}  # Perch rows carry no site
     else:
         site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
-    fingerprint = options.fingerprint(site_map)
     dest_url = os.fspath(dest)
     fs, root = dest_root(dest_url, storage_options)
     expanded = expand_sources(sources, storage_options=storage_options)
     kept = [f for f in expanded if not _inside_dest(root, fs.protocol, f, storage_options)]
+    configs = [f for f in kept if f.rstrip("/").rpartition("/")[2] == CONFIG_NAME]  # Perch's, not a shard
+    kept = [f for f in kept if f not in configs]
     if not kept:
         raise FileNotFoundError(f"no sources left: every file given is one of {dest_url!r}'s own outputs")
     stems: dict[str, str] = {}
@@ -110,9 +112,18 @@ def plan_job(sources: Sources, dest: str | os.PathLike[str], options: ExtractOpt
         if stem in stems:
             raise ValueError(f"two shards would write the same outputs {stem!r}: {stems[stem]!r} and {f!r}")
         stems[stem] = f
+    config_url = options.perch_config or (configs[0] if configs else config_beside(kept[0], storage_options))
+    config = None if config_url is None else load_perch_config(config_url, storage_options)
+    if config is not None:
+        if options.hop_seconds is None and config.hop_size_s is not None:
+            options.hop_seconds = int(config.hop_size_s) if config.hop_size_s.is_integer() else config.hop_size_s
+        options.expect_dtype = config.tensor_dtype
+    fingerprint = options.fingerprint(site_map)
     fs.makedirs(root, exist_ok=True)
     remove_stale_tmp(fs, root)
     manifest = Manifest(fs, root).load()
+    if config is not None:
+        manifest.extra["perch_config"] = {"url": config.url, "sha256": config.sha256}
     if not options.overwrite:
         for stem, f in stems.items():
             earlier = manifest.shards.get(stem, {}).get("source")

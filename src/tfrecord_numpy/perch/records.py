@@ -192,6 +192,14 @@ def consume_records(
         emb = rec.embedding
         block = emb.reshape(emb.shape[0] * emb.shape[1], emb.shape[2])
         if stats.dtype is None:
+            if options.expect_dtype is not None and block.dtype.name != options.expect_dtype:
+                raise SchemaError(
+                    f"embeddings are {block.dtype.name} but Perch's config.json says tensor_dtype "
+                    f"{options.expect_dtype}",
+                    path=source,
+                    index=index,
+                    offset=offset,
+                )
             stats.dtype, stats.dim = block.dtype, int(block.shape[1])
             stats.first_index, stats.first_offset = index, offset
         elif block.dtype != stats.dtype or block.shape[1] != stats.dim:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from ..errors import SchemaError, TFRecordError
 from .names import RecordName, parse_filename, recording_offsets
-from .options import ExtractOptions
+from .options import DEFAULT_HOP_SECONDS, ExtractOptions
 from .records import A2ORecord
 
 #: the keys of a metadata row with ``schema="perch"``, in order
@@ -38,7 +38,7 @@ class PerchRowEncoder:
     """
 
     def __init__(self, options: ExtractOptions, shard: str) -> None:
-        self.hop = options.hop_seconds
+        self.hop = DEFAULT_HOP_SECONDS if options.hop_seconds is None else options.hop_seconds
         self.shard = shard
         self.unknown_sites = 0
 
@@ -87,7 +87,8 @@ class A2ORowEncoder:
         T, C, _ = rec.embedding.shape
         try:
             name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
-            offsets = recording_offsets(rec.timestamp_s, T, self.options.hop_seconds)
+            hop = DEFAULT_HOP_SECONDS if self.options.hop_seconds is None else self.options.hop_seconds
+            offsets = recording_offsets(rec.timestamp_s, T, hop)
         except TFRecordError as exc:
             raise exc.located(path=self.shard, index=index, offset=offset) from None
         site_id = self.site_id(name, T * C, index, offset)
