@@ -167,3 +167,68 @@ def test_config_dtype_must_agree_with_the_embeddings(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json: Perch config is not valid JSON"):
         extract([folder / shard], tmp_path / "out3", schema="perch", perch_config=str(bad), workers=1, quiet=True)
+
+
+# --------------------------------------------------------------------------- the downstream filter
+
+RULES = ("nuisances[speech] > -0.25", "nuisances[empty] > 1.5 @ 0", "nuisances[empty] > 0 @ 1-4")
+
+
+def _nuisance_shard(tmp_path: Path) -> Path:
+    from tfrecord_numpy.perch.synth import write_a2o_shard
+
+    path = tmp_path / "src" / "embeddings-00000-of-00001"
+    path.parent.mkdir(parents=True)
+    write_a2o_shard(path, 8, windows=12, channels=5, dims=16, nuisances=True, seed=3)
+    return path
+
+
+def test_filter_equals_the_numpy_rule_on_the_unfiltered_output(tmp_path):
+    shard = _nuisance_shard(tmp_path)
+    full = tmp_path / "full"
+    extract([shard], full, schema="perch", logits="nuisances", workers=1, quiet=True)
+    emb = np.load(full / "embeddings" / f"{shard.name}.npy")
+    nuis = np.load(full / "logits" / "nuisances" / f"{shard.name}.npy")
+    meta = json.loads((full / "metadata" / f"{shard.name}.json").read_text())
+    channel = np.array([m["channel_index"] for m in meta])
+    empty, speech = nuis[:, 0].astype(np.float64), nuis[:, 1].astype(np.float64)
+    blocked = (meta[0]["filename"], meta[0]["timestamp_s"])
+    in_blocklist = np.array([(m["filename"], m["timestamp_s"]) == blocked for m in meta])
+    keep = ~(
+        (speech > -0.25) | ((empty > 1.5) & (channel == 0)) | ((empty > 0.0) & np.isin(channel, [1, 2, 3, 4]))
+        | in_blocklist
+    )  # fmt: skip
+    assert 0 < keep.sum() < keep.size  # the rule really drops some rows and keeps others
+    csv = tmp_path / "blocklist.csv"
+    csv.write_text(f"filename,timestamp_s\n{blocked[0]},{blocked[1]}\n")
+    out = tmp_path / "filtered"
+    summary = extract(
+        [shard], out, schema="perch", logits="nuisances", drop=RULES, blocklist=str(csv), workers=1, quiet=True
+    )
+    assert summary["dropped_rows"] == keep.size - keep.sum()
+    assert np.load(out / "embeddings" / f"{shard.name}.npy").tobytes() == emb[keep].tobytes()
+    assert np.load(out / "logits" / "nuisances" / f"{shard.name}.npy").tobytes() == nuis[keep].tobytes()
+    kept_meta = json.loads((out / "metadata" / f"{shard.name}.json").read_text())
+    assert kept_meta == [m for m, k in zip(meta, keep) if k]
+    entry = json.loads((out / "manifest.json").read_text())["shards"][shard.name]
+    assert entry["dropped_rows"] == summary["dropped_rows"] and entry["rows"] == keep.sum()
+
+
+def test_filter_from_the_command_line_and_rule_errors(tmp_path):
+    shard = _nuisance_shard(tmp_path)
+    args = [sys.executable, "-m", "tfrecord_numpy.cli", "extract", str(shard), "--schema", "perch", "--quiet"]
+    drops = [arg for rule in RULES for arg in ("--drop", rule)]
+    proc = subprocess.run([*args, "--out", str(tmp_path / "a"), *drops], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = extract([shard], tmp_path / "b", schema="perch", drop=RULES, workers=1, quiet=True)
+    assert (tmp_path / "a" / "embeddings" / f"{shard.name}.npy").read_bytes() == (
+        tmp_path / "b" / "embeddings" / f"{shard.name}.npy"
+    ).read_bytes()
+    assert summary["dropped_rows"] > 0
+    bad = subprocess.run([*args, "--out", str(tmp_path / "c"), "--drop", "nuisances[speech] => 1"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and "is not HEAD[CLASS] OP THRESHOLD" in bad.stderr
+    with pytest.raises(SchemaError, match="class 'talk' unknown"):
+        extract([shard], tmp_path / "d", schema="perch", drop=("nuisances[talk] > 0",), workers=1, quiet=True)
+    with pytest.raises(SchemaError, match="logits head 'label' is missing"):
+        extract([shard], tmp_path / "e", schema="perch", drop=("label[0] > 0",), workers=1, quiet=True)

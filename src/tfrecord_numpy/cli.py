@@ -114,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --logits: also put each row's head values into its metadata row",
     )
     ex.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help='drop rows where a logits head says so: "HEAD[CLASS] OP THRESHOLD [@ CHANNELS]", '
+        'e.g. "nuisances[speech] > -0.25" or "nuisances[empty] > 0 @ 1-4" (repeatable)',
+    )
+    ex.add_argument(
+        "--classes",
+        action="append",
+        metavar="HEAD=a,b,c",
+        help="class names of a logits head's columns, for --drop (nuisances: empty,speech,unknown)",
+    )
+    ex.add_argument(
+        "--blocklist", metavar="CSV", help="drop the rows of records whose (filename, timestamp_s) is listed"
+    )
+    ex.add_argument(
         "--checksum",
         choices=["crc32c", "sha256"],
         default="crc32c",
@@ -191,6 +208,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         logits=args.logits,
         logits_in_metadata=args.logits_in_metadata,
         perch_config=args.perch_config,
+        drop=tuple(args.drop),
+        classes=args.classes,
+        blocklist=args.blocklist,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:

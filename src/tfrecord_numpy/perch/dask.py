@@ -304,6 +304,7 @@ def _merge_task(
         "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), options.checksum: None},
         "skipped": {"corrupt_records": 0, "errors": [], "truncated_tail": None},
         "unknown_site_rows": sum(p.unknown_site_rows for p in parts),
+        "dropped_rows": sum(p.stats.dropped_rows for p in parts),
         # task time spent on this shard (splits + merge), not wall time
         "seconds": round(sum(p.seconds for p in parts) + time.perf_counter() - started, 6),
     }

@@ -124,6 +124,7 @@ class Job:
             "corrupt_records_skipped": sum(e["skipped"]["corrupt_records"] for e in shards),
             "truncated_tails": sum(1 for e in shards if e["skipped"]["truncated_tail"]),
             "unknown_site_rows": sum(e.get("unknown_site_rows", 0) for e in shards),
+            "dropped_rows": sum(e.get("dropped_rows", 0) for e in shards),
             "workers": workers,
         }
         if self.options.summary_json is not None:
@@ -140,4 +141,5 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['rows']} rows, {summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.2f} s "
         f"({summary['mb_per_s'] or 0:.1f} MB/s); corrupt records skipped: {summary['corrupt_records_skipped']}, "
         f"truncated tails: {summary['truncated_tails']}, unknown-site rows: {summary['unknown_site_rows']}"
+        + (f", rows dropped by the filter: {summary['dropped_rows']}" if summary.get("dropped_rows") else "")
     )

@@ -12,6 +12,7 @@ from typing import Any
 from ..framing import DEFAULT_MAX_RECORD_BYTES
 from ..storage import normalize_compression
 from .checksum import CHECKSUMS, DEFAULT_CHECKSUM
+from .filters import DropRule, RowFilter, load_blocklist, parse_classes
 
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
@@ -51,6 +52,12 @@ class ExtractOptions:
     perch_config: str | os.PathLike[str] | None = None
     #: the embeddings' dtype the config states (set from config.json, checked per shard)
     expect_dtype: str | None = None
+    #: drop rules (``HEAD[CLASS] OP THRESHOLD [@ CHANNELS]``), class names per head, a blocklist CSV
+    drop: tuple[str, ...] = ()
+    classes: dict[str, Any] | list[str] | None = None
+    blocklist: str | os.PathLike[str] | None = None
+    #: built from the three above by validate()
+    row_filter: RowFilter | None = None
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -86,6 +93,17 @@ class ExtractOptions:
                 raise ValueError(f"{head!r} is not a logits head name")
         if self.logits_in_metadata and not self.logits:
             raise ValueError("logits_in_metadata needs logits (head names or 'all')")
+        if isinstance(self.drop, str):
+            self.drop = (self.drop,)
+        self.drop = tuple(self.drop or ())
+        if self.drop or self.blocklist is not None:
+            rules = tuple(DropRule.parse(text) for text in self.drop)
+            blocked = (
+                frozenset()
+                if self.blocklist is None
+                else load_blocklist(os.fspath(self.blocklist), self.storage_options)
+            )
+            self.row_filter = RowFilter(rules, parse_classes(self.classes), blocked)
         if self.schema not in SCHEMAS:
             raise ValueError(f"schema must be one of {SCHEMAS}, not {self.schema!r}")
         if self.checksum not in CHECKSUMS:
@@ -107,6 +125,7 @@ class ExtractOptions:
             logits=self.logits,
             logits_in_metadata=self.logits_in_metadata,
             expect_dtype=self.expect_dtype,
+            row_filter=self.row_filter,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:
@@ -119,6 +138,8 @@ class ExtractOptions:
         }
         if self.schema != "a2o":  # a2o fingerprints stay those of earlier manifests
             decides["schema"] = self.schema
+        if self.row_filter is not None:
+            decides["filter"] = self.row_filter.fingerprint()
         if self.logits:
             decides["logits"] = self.logits if isinstance(self.logits, str) else list(self.logits)
             decides["logits_in_metadata"] = self.logits_in_metadata

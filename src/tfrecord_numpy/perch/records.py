@@ -139,6 +139,7 @@ class RecordStats:
     first_index: int | None = None  # of the first decoded record
     first_offset: int | None = None
     decode_skipped: list[str] = field(default_factory=list)
+    dropped_rows: int = 0  # by the row filter
 
 
 def consume_records(
@@ -158,7 +159,8 @@ def consume_records(
     go to ``emit_heads({head: block [rows, K]})`` before its rows are emitted
     (and into the rows with ``options.logits_in_metadata``).
     """
-    heads_wanted = options.logits
+    row_filter = options.row_filter
+    heads_wanted = _heads_to_decode(options)
     head_kinds: dict[str, tuple[np.dtype, int]] | None = None
     for index, offset, view in records:
         try:
@@ -179,6 +181,14 @@ def consume_records(
                 raise exc.located(path=source, index=index, offset=offset) from None
             for name, arr in rec.heads.items():
                 head_blocks[name] = arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
+            missing = [h for h in (row_filter.heads if row_filter else ()) if h not in head_blocks]
+            if missing:
+                raise SchemaError(
+                    f"the drop rules read logits head {missing[0]!r}, which the record does not hold",
+                    path=source,
+                    index=index,
+                    offset=offset,
+                )
             kinds = {name: (b.dtype, int(b.shape[1])) for name, b in head_blocks.items()}
             if head_kinds is None:
                 head_kinds = kinds
@@ -211,10 +221,21 @@ def consume_records(
                 offset=offset,
             )
         rows = encoder.rows(rec, index, offset)
-        if head_blocks and options.logits_in_metadata:
-            rows = with_heads(rows, head_blocks)
-        if emit_heads is not None and head_blocks:
-            emit_heads(head_blocks)
+        written = head_blocks if options.logits == "all" else {h: head_blocks[h] for h in options.logits or ()}
+        if written and options.logits_in_metadata:
+            rows = with_heads(rows, written)
+        if row_filter is not None:
+            try:
+                keep = row_filter.keep(rec.filename, float(rec.timestamp_s), emb.shape[0], emb.shape[1], head_blocks)
+            except ValueError as exc:  # a rule that does not fit the head (class name, width)
+                raise SchemaError(str(exc), path=source, index=index, offset=offset) from None
+            if keep is not None:
+                stats.dropped_rows += int(keep.size - np.count_nonzero(keep))
+                block = block[keep]
+                rows = [r for r, k in zip(rows, keep.tolist()) if k]
+                written = {h: b[keep] for h, b in written.items()}
+        if emit_heads is not None and written:
+            emit_heads(written)
         emit(block, rows)
         stats.records += 1
         stats.rows += int(block.shape[0])
@@ -233,3 +254,12 @@ def with_heads(rows: list[str], head_blocks: dict[str, np.ndarray]) -> list[str]
         extra = "".join(f", {json.dumps(name)}: {texts[name][i]}" for name in head_blocks)
         out.append(row[:-1] + extra + "}")
     return out
+
+
+def _heads_to_decode(options: ExtractOptions) -> tuple[str, ...] | str | None:
+    """The logits heads to decode: those written, and those the drop rules read."""
+    rule_heads = options.row_filter.heads if options.row_filter is not None else ()
+    if options.logits == "all":
+        return "all"
+    names = tuple(options.logits or ()) + tuple(h for h in rule_heads if h not in (options.logits or ()))
+    return names or None

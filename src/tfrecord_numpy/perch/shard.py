@@ -148,6 +148,7 @@ def extract_shard(
             "truncated_tail": None if scanner.truncated_tail is None else str(scanner.truncated_tail),
         },
         "unknown_site_rows": encoder.unknown_sites,
+        "dropped_rows": stats.dropped_rows,
         "seconds": round(time.perf_counter() - started, 6),
         **(
             {
