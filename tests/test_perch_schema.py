@@ -232,3 +232,35 @@ def test_filter_from_the_command_line_and_rule_errors(tmp_path):
         extract([shard], tmp_path / "d", schema="perch", drop=("nuisances[talk] > 0",), workers=1, quiet=True)
     with pytest.raises(SchemaError, match="logits head 'label' is missing"):
         extract([shard], tmp_path / "e", schema="perch", drop=("label[0] > 0",), workers=1, quiet=True)
+
+
+# --------------------------------------------------------------------------- Parquet metadata
+
+
+def test_parquet_metadata_equals_the_json_metadata(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from conftest import A2O_SHARDS
+
+    shard = PERCH / "public-00000-of-00001"
+    for schema, source, kw in (
+        ("perch", shard, {"logits": "nuisances", "logits_in_metadata": True}),
+        ("a2o", A2O_SHARDS[0], {"sites": A2O_SHARDS[0].parent / "site_name_to_id_mapping.json"}),
+    ):
+        js, pa_out = tmp_path / f"{schema}-json", tmp_path / f"{schema}-parquet"
+        extract([source], js, schema=schema, workers=1, quiet=True, **kw)
+        summary = extract([source], pa_out, schema=schema, metadata_format="parquet", workers=1, quiet=True, **kw)
+        want = json.loads((js / "metadata" / f"{source.name}.json").read_text())
+        table = pq.read_table(pa_out / "metadata" / f"{source.name}.parquet")
+        assert table.to_pylist() == want
+        assert (pa_out / "embeddings" / f"{source.name}.npy").read_bytes() == (
+            js / "embeddings" / f"{source.name}.npy"
+        ).read_bytes()
+        entry = json.loads((pa_out / "manifest.json").read_text())["shards"][source.name]
+        assert entry["metadata"]["path"] == f"metadata/{source.name}.parquet" and entry["metadata"]["crc32c"]
+        again = extract([source], pa_out, schema=schema, metadata_format="parquet", workers=1, quiet=True, **kw)
+        assert summary["shards_extracted"] == 1 and again["shards_already_complete"] == 1  # resumes
+    types = {
+        f.name: str(f.type) for f in pq.read_schema(tmp_path / "perch-parquet" / "metadata" / f"{shard.name}.parquet")
+    }
+    assert types["timestamp_s"] == "double" and types["window_index"] == "int64"
+    assert types["nuisances"].startswith("fixed_size_list<element: float>[3]")

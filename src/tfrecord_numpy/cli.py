@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--blocklist", metavar="CSV", help="drop the rows of records whose (filename, timestamp_s) is listed"
     )
     ex.add_argument(
+        "--metadata-format",
+        choices=["json", "parquet"],
+        default="json",
+        help="metadata/<shard>.json (default) or .parquet with typed columns (needs tfrecord-numpy[arrow])",
+    )
+    ex.add_argument(
         "--checksum",
         choices=["crc32c", "sha256"],
         default="crc32c",
@@ -211,6 +217,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         drop=tuple(args.drop),
         classes=args.classes,
         blocklist=args.blocklist,
+        metadata_format=args.metadata_format,
     )
     if args.dask_scheduler is not None or args.dask_local is not None:
         if args.workers is not None:
@@ -315,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + signum
-    except (TFRecordError, ValueError, OSError, RuntimeError) as exc:
+    except (TFRecordError, ValueError, OSError, RuntimeError, ImportError) as exc:
         msg = str(exc).replace("\n", " ")
         print(f"tfrecord-numpy: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1

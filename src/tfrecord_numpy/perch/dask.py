@@ -381,8 +381,11 @@ def extract(
     if split_bytes is not None and (isinstance(split_bytes, bool) or int(split_bytes) <= 0):
         raise ValueError(f"split_bytes must be a positive integer, not {split_bytes!r}")
     opts = ExtractOptions.build(**options)
-    if split_bytes is not None and opts.logits:
-        raise ValueError("split_bytes cannot be combined with logits: split shards write embeddings and metadata only")
+    if split_bytes is not None and (opts.logits or opts.metadata_format != "json"):
+        raise ValueError(
+            "split_bytes cannot be combined with logits or Parquet metadata: split shards write "
+            "embeddings and JSON metadata only"
+        )
     with Job(sources, dest, opts) as job:
         plan = job.plan
         fs, root = plan.fs, plan.root

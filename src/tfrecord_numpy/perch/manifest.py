@@ -44,9 +44,9 @@ def source_identity(fs: Any, path: str) -> dict[str, Any]:
     return ident
 
 
-def output_paths(stem: str) -> dict[str, str]:
+def output_paths(stem: str, metadata_format: str = "json") -> dict[str, str]:
     """Where a shard's outputs live, relative to DEST (never taken from a manifest)."""
-    return {"embeddings": f"embeddings/{stem}.npy", "metadata": f"metadata/{stem}.json"}
+    return {"embeddings": f"embeddings/{stem}.npy", "metadata": f"metadata/{stem}.{metadata_format}"}
 
 
 def logits_path(head: str, stem: str) -> str:
@@ -158,6 +158,7 @@ def is_complete(
     source: str,
     identity: dict[str, Any] | None,
     fingerprint: str,
+    metadata_format: str = "json",
 ) -> bool:
     """Checked, not assumed: same source and source identity, same options, and
     outputs in their own place under DEST whose sizes and checksums match (CRC32C
@@ -169,7 +170,7 @@ def is_complete(
     heads = entry.get("logits") or {}
     if not isinstance(heads, dict) or any("/" in h or h.startswith(".") for h in heads):
         return False
-    expected = [(rel, entry.get(part)) for part, rel in output_paths(stem).items()]
+    expected = [(rel, entry.get(part)) for part, rel in output_paths(stem, metadata_format).items()]
     expected += [(logits_path(head, stem), info) for head, info in heads.items()]
     for rel, info in expected:
         if not isinstance(info, dict):

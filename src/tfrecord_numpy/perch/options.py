@@ -17,6 +17,7 @@ from .filters import DropRule, RowFilter, load_blocklist, parse_classes
 ON_CORRUPT = ("error", "skip")
 ON_UNKNOWN_SITE = ("error", "null")
 SCHEMAS = ("a2o", "perch")
+METADATA_FORMATS = ("json", "parquet")
 DEFAULT_HOP_SECONDS = 5
 
 Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -58,6 +59,8 @@ class ExtractOptions:
     blocklist: str | os.PathLike[str] | None = None
     #: built from the three above by validate()
     row_filter: RowFilter | None = None
+    #: metadata/<stem>.json, or .parquet (the arrow extra)
+    metadata_format: str = "json"
 
     @classmethod
     def build(cls, **kwargs: Any) -> ExtractOptions:
@@ -104,6 +107,12 @@ class ExtractOptions:
                 else load_blocklist(os.fspath(self.blocklist), self.storage_options)
             )
             self.row_filter = RowFilter(rules, parse_classes(self.classes), blocked)
+        if self.metadata_format not in METADATA_FORMATS:
+            raise ValueError(f"metadata_format must be one of {METADATA_FORMATS}, not {self.metadata_format!r}")
+        if self.metadata_format == "parquet":
+            from .parquet import check_available
+
+            check_available()
         if self.schema not in SCHEMAS:
             raise ValueError(f"schema must be one of {SCHEMAS}, not {self.schema!r}")
         if self.checksum not in CHECKSUMS:
@@ -126,6 +135,7 @@ class ExtractOptions:
             logits_in_metadata=self.logits_in_metadata,
             expect_dtype=self.expect_dtype,
             row_filter=self.row_filter,
+            metadata_format=self.metadata_format,
         )
 
     def fingerprint(self, site_map: dict[str, Any]) -> str:
@@ -138,6 +148,8 @@ class ExtractOptions:
         }
         if self.schema != "a2o":  # a2o fingerprints stay those of earlier manifests
             decides["schema"] = self.schema
+        if self.metadata_format != "json":
+            decides["metadata_format"] = self.metadata_format
         if self.row_filter is not None:
             decides["filter"] = self.row_filter.fingerprint()
         if self.logits:

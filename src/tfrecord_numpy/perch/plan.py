@@ -137,7 +137,7 @@ def plan_job(sources: Sources, dest: str | os.PathLike[str], options: ExtractOpt
     todo, already = [], []
     for stem, f in stems.items():
         if not options.overwrite and is_complete(
-            fs, root, stem, manifest.shards.get(stem), f, identities[f], fingerprint
+            fs, root, stem, manifest.shards.get(stem), f, identities[f], fingerprint, options.metadata_format
         ):
             already.append(stem)
         else:

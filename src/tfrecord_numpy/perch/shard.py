@@ -22,6 +22,7 @@ from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout
 from .manifest import logits_path, output_paths
 from .options import ExtractOptions, shard_stem
 from .outputs import JsonArrayWriter, NpyStreamWriter, StreamHasher
+from .parquet import ParquetRowsWriter
 from .plan import source_size
 from .records import RecordStats, consume_records
 from .rows import RowEncoder
@@ -42,7 +43,7 @@ def extract_shard(
     stem = shard_stem(source)
     fs, root = url_to_fs(dest, **options.storage_options)
     root = root.rstrip("/")
-    rel = output_paths(stem)
+    rel = output_paths(stem, options.metadata_format)
     npy_final = f"{root}/{rel['embeddings']}"
     json_final = f"{root}/{rel['metadata']}"
     fs.makedirs(f"{root}/embeddings", exist_ok=True)
@@ -78,6 +79,8 @@ def extract_shard(
         return head_outs[name][1]
 
     def emit_heads(blocks: dict[str, np.ndarray]) -> None:
+        if isinstance(meta, ParquetRowsWriter) and options.logits_in_metadata:
+            meta.set_heads({name: (b.dtype.name, int(b.shape[1])) for name, b in blocks.items()})
         for name, block in blocks.items():
             head_writer(name).write(block)
 
@@ -97,7 +100,11 @@ def extract_shard(
     npy_sum = None
     try:
         npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
-        meta = JsonArrayWriter(json_out.f, kind)
+        meta: JsonArrayWriter | ParquetRowsWriter
+        if options.metadata_format == "parquet":
+            meta = ParquetRowsWriter(json_out.f, options.schema)
+        else:
+            meta = JsonArrayWriter(json_out.f, kind)
         consume_records(iter_record_views(opened.stream, scanner), source, options, encoder, emit, stats, emit_heads)
         if isinstance(options.logits, tuple):  # named heads: a file even for an empty shard
             for name in options.logits:
@@ -141,7 +148,11 @@ def extract_shard(
             "bytes": fs.size(npy_final),
             kind: npy_digest.value() if npy_out.digested else npy_sum,
         },
-        "metadata": {"path": rel["metadata"], "bytes": fs.size(json_final), kind: meta.checksum},
+        "metadata": {
+            "path": rel["metadata"],
+            "bytes": fs.size(json_final),
+            kind: meta.checksum if isinstance(meta, JsonArrayWriter) else None,
+        },
         "skipped": {
             "corrupt_records": len(skipped),
             "errors": skipped[:100],
