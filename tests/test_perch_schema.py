@@ -264,3 +264,21 @@ def test_parquet_metadata_equals_the_json_metadata(tmp_path):
     }
     assert types["timestamp_s"] == "double" and types["window_index"] == "int64"
     assert types["nuisances"].startswith("fixed_size_list<element: float>[3]")
+
+
+def test_empty_perch_shards_take_the_runs_width_and_dtype(tmp_path):
+    from tfrecord_numpy import write_records
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "public-00000-of-00002").write_bytes((PERCH / "public-00000-of-00001").read_bytes())
+    write_records(src / "public-00001-of-00002", [])
+    summary = extract([src], tmp_path / "out", schema="perch", workers=1, quiet=True)
+    empty = np.load(tmp_path / "out" / "embeddings" / "public-00001-of-00002.npy")
+    assert empty.shape == (0, 512) and empty.dtype == np.float16
+    assert "empty_shards_of_unknown_width" not in summary
+    again = extract([src], tmp_path / "out", schema="perch", workers=1, quiet=True)
+    assert again["shards_already_complete"] == 2  # the rewritten file verifies
+    alone = extract([src / "public-00001-of-00002"], tmp_path / "alone", schema="perch", workers=1, quiet=True)
+    assert alone["empty_shards_of_unknown_width"] == ["public-00001-of-00002"]
+    assert np.load(tmp_path / "alone" / "embeddings" / "public-00001-of-00002.npy").shape == (0,)

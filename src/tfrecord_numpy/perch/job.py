@@ -15,6 +15,10 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
+from ..atomic import AtomicFile
+from .checksum import CHECKSUMS
 from .lock import DestLock
 from .manifest import finalize_entry
 from .options import ExtractOptions, Sources, shard_stem
@@ -105,8 +109,38 @@ class Job:
             self.lock.release()
             self.lock = None  # type: ignore[assignment]
 
+    def shape_empty_shards(self) -> list[str]:
+        """Perch schema: give empty shards a ``(0, D)`` array of the run's dtype.
+
+        A shard with no records cannot tell its embedding width; another shard
+        of the run can.  Returns the stems still ``(0,)`` for want of one (the
+        summary names them).  The A2O schema keeps the notebook's ``np.save(path, [])``.
+        """
+        plan = self.plan
+        if self.options.schema != "perch":
+            return []
+        shards = [plan.manifest.shards[s] for s in plan.stems if s in plan.manifest.shards]
+        known = {(e["dtype"], e["dim"]) for e in shards if e.get("dtype") and e.get("rows")}
+        empty = [e for e in self.done_entries if not e.get("rows") and e.get("dim") in (None, 0)]
+        if len(known) != 1:
+            return [shard_stem(e["source"]) for e in empty]
+        ((dtype, dim),) = known
+        for entry in empty:
+            info = entry["embeddings"]
+            path = f"{plan.root}/{info['path']}"
+            with AtomicFile(plan.fs, path) as out:
+                np.save(out.f, np.empty((0, int(dim)), dtype=np.dtype(dtype)))
+            info["bytes"] = plan.fs.size(path)
+            for kind in CHECKSUMS:
+                info.pop(kind, None)
+            entry["dtype"], entry["dim"] = dtype, int(dim)
+            finalize_entry(plan.fs, plan.root, entry, self.options.checksum)
+            plan.manifest.record(shard_stem(entry["source"]), entry)
+        return []
+
     def summary(self, workers: int) -> dict[str, Any]:
         """The run's summary (also written to ``summary_json`` when asked)."""
+        unshaped = self.shape_empty_shards()
         plan = self.plan
         seconds = time.perf_counter() - self.started
         shards = [plan.manifest.shards[s] for s in plan.stems if s in plan.manifest.shards]
@@ -127,6 +161,8 @@ class Job:
             "dropped_rows": sum(e.get("dropped_rows", 0) for e in shards),
             "workers": workers,
         }
+        if unshaped:
+            summary["empty_shards_of_unknown_width"] = unshaped
         if self.options.summary_json is not None:
             with open(os.fspath(self.options.summary_json), "w", encoding="utf-8") as f:
                 json.dump(summary, f, indent=1)
@@ -142,4 +178,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"({summary['mb_per_s'] or 0:.1f} MB/s); corrupt records skipped: {summary['corrupt_records_skipped']}, "
         f"truncated tails: {summary['truncated_tails']}, unknown-site rows: {summary['unknown_site_rows']}"
         + (f", rows dropped by the filter: {summary['dropped_rows']}" if summary.get("dropped_rows") else "")
+        + (
+            f"; empty shards with no width to take (written as (0,)): {', '.join(summary['empty_shards_of_unknown_width'])}"
+            if summary.get("empty_shards_of_unknown_width")
+            else ""
+        )
     )
