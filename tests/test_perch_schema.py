@@ -282,3 +282,20 @@ def test_empty_perch_shards_take_the_runs_width_and_dtype(tmp_path):
     alone = extract([src / "public-00001-of-00002"], tmp_path / "alone", schema="perch", workers=1, quiet=True)
     assert alone["empty_shards_of_unknown_width"] == ["public-00001-of-00002"]
     assert np.load(tmp_path / "alone" / "embeddings" / "public-00001-of-00002.npy").shape == (0,)
+
+
+def test_the_packaged_public_set_sample(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfrecord_numpy.cli", "extract", "--sample", "public", "--out", str(tmp_path),
+         "--schema", "perch", "--logits", "nuisances"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (emb,) = (tmp_path / "embeddings").iterdir()
+    arr = np.load(emb)
+    assert arr.dtype == np.float16 and arr.shape == (50, 512)
+    assert np.load(tmp_path / "logits" / "nuisances" / emb.name).shape == (50, 3)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["perch_config"]["url"].endswith("config.json")
+    meta = json.loads((tmp_path / "metadata" / emb.name.replace(".npy", ".json")).read_text())
+    assert meta[0]["filename"].startswith("site_0277/")

@@ -34,9 +34,12 @@ def _usage_error(msg: str) -> int:
     return 2
 
 
-def sample_sources() -> list[str]:
-    """The A2O-schema sample shards that ship inside the package."""
+def sample_sources(name: str = "a2o") -> list[str]:
+    """The sample shards that ship inside the package: ``a2o`` (the notebook's
+    layout), or ``public`` (the public A2O set's: float16, nuisances, config.json)."""
     folder = resources.files("tfrecord_numpy") / "data" / "sample"
+    if name == "public":
+        return [str(folder / "public")]
     return sorted(str(p) for p in folder.iterdir() if p.name.startswith("embeddings-"))
 
 
@@ -75,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("extract", help="A2O/Perch shards -> embeddings/*.npy + metadata/*.json")
     ex.add_argument("sources", nargs="*", metavar="SOURCE", help="file, directory, glob or fsspec URL")
     ex.add_argument("--out", required=True, metavar="DEST", help="local directory or fsspec URL")
-    ex.add_argument("--sample", action="store_true", help="extract the sample shards shipped in the package")
+    ex.add_argument(
+        "--sample",
+        nargs="?",
+        const="a2o",
+        choices=["a2o", "public"],
+        help="extract the sample shards shipped in the package (public: laid out like the public A2O set)",
+    )
     ex.add_argument(
         "--sites", metavar="MAPPING", help="site-name-to-id JSON file or URL (default: the public A2O mapping)"
     )
@@ -195,7 +204,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     sources = list(args.sources)
     if args.sample:
-        sources += sample_sources()
+        sources += sample_sources(args.sample)
     if not sources:
         return _usage_error("extract needs SOURCE... or --sample")
     options = dict(
