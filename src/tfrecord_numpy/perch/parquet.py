@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_ROWS = 16 * 1024
 
 #: the typed columns of each schema's rows (site_id is typed from the data: ids are
 #: strings in the public mapping, but a mapping may hold numbers)
