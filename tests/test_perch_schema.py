@@ -299,3 +299,23 @@ def test_the_packaged_public_set_sample(tmp_path):
     assert manifest["perch_config"]["url"].endswith("config.json")
     meta = json.loads((tmp_path / "metadata" / emb.name.replace(".npy", ".json")).read_text())
     assert meta[0]["filename"].startswith("site_0277/")
+
+
+# --------------------------------------------------------------------------- columnar metadata
+
+
+@pytest.mark.parametrize("schema", ["a2o", "perch"])
+def test_columnar_metadata_holds_the_rows_values(schema):
+    from conftest import A2O_GZIP_SHARDS, A2O_SHARDS
+
+    sites = A2O_SHARDS[0].parent / "site_name_to_id_mapping.json"
+    for shard in (A2O_SHARDS[1], A2O_GZIP_SHARDS[1]):  # the direct path, and the general one
+        emb, rows = read_shard(shard, sites=sites, schema=schema)
+        emb2, cols = read_shard(shard, sites=sites, schema=schema, columnar=True)
+        assert emb2.tobytes() == emb.tobytes()
+        assert list(cols) == list(rows[0])  # the same columns, in the same order
+        for key, values in cols.items():
+            assert len(values) == len(rows)
+            assert values.tolist() == [r[key] for r in rows], key
+        if schema == "a2o":
+            assert cols["file_timestamp"].dtype == np.int64 and cols["site_id"].dtype == object

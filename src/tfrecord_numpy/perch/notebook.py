@@ -10,12 +10,13 @@ import numpy as np
 from ..framing import RecordScanner
 from ..reader import iter_record_views
 from ..storage import open_source
+from .columns import ColumnEncoder
 from .direct import DoesNotFit, iter_a2o_into
 from .names import load_site_mapping
 from .options import ExtractOptions
 from .plan import source_size
 from .records import RecordStats, consume_records
-from .rows import RowEncoder
+from .rows import Encoder, RowEncoder
 from .shard import predict_layout
 
 
@@ -28,7 +29,8 @@ def read_shard(
     on_unknown_site: str = "error",
     storage_options: dict | None = None,
     schema: str = "a2o",
-) -> tuple[np.ndarray, list[dict]]:
+    columnar: bool = False,
+) -> tuple[np.ndarray, list[dict] | dict[str, np.ndarray]]:
     """``(embeddings [rows, D], metadata rows)`` of one shard, in memory, for interactive use.
 
     The same values the job writes to ``<stem>.npy`` and ``<stem>.json``
@@ -36,6 +38,9 @@ def read_shard(
     count can be read off the records' first bytes (an uncompressed local
     file), each record's rows are copied once, into one preallocated array.
     ``schema="perch"`` gives the generic Perch rows (no name parsing, no sites).
+    ``columnar=True`` gives the metadata as ``{column: numpy array}`` (one
+    entry per row; strings and site ids as object arrays) instead of a list
+    of dicts: the same values, without building a dict per row.
     """
     options = ExtractOptions.build(
         hop_seconds=hop_seconds,
@@ -49,13 +54,13 @@ def read_shard(
     else:
         site_map = sites if isinstance(sites, dict) else load_site_mapping(sites, storage_options=storage_options)
     src = os.fspath(source)
-    direct = _read_shard_direct(src, options, site_map)
+    direct = _read_shard_direct(src, options, site_map, columnar)
     if direct is not None:
         return direct
     opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
     try:
         scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=src)
-        encoder = RowEncoder(site_map, options, src)
+        encoder = _encoder(site_map, options, src, columnar)
         blocks: list[np.ndarray] = []
         texts: list[str] = []
 
@@ -68,21 +73,36 @@ def read_shard(
         opened.close()
     # an empty shard: what the notebook's np.save(path, []) holds
     emb = np.concatenate(blocks) if blocks else np.array([])
-    return emb, json.loads("[" + ", ".join(texts) + "]")
+    return emb, _metadata(encoder, texts)
 
 
-def _read_shard_direct(src: str, options: ExtractOptions, site_map: dict) -> tuple[np.ndarray, list[dict]] | None:
+def _encoder(site_map: dict, options: ExtractOptions, src: str, columnar: bool) -> Encoder:
+    return ColumnEncoder(site_map, options, src) if columnar else RowEncoder(site_map, options, src)
+
+
+def _metadata(encoder: Encoder, texts: list[str]) -> list[dict] | dict[str, np.ndarray]:
+    if isinstance(encoder, ColumnEncoder):
+        return encoder.columns()
+    rows: list[dict] = json.loads("[" + ", ".join(texts) + "]")
+    return rows
+
+
+def _read_shard_direct(
+    src: str, options: ExtractOptions, site_map: dict, columnar: bool = False
+) -> tuple[np.ndarray, list[dict] | dict[str, np.ndarray]] | None:
     """read_shard for an uncompressed local shard whose rows can be predicted:
     the tensor bytes are read straight into one preallocated array.  None
     (nothing done) where that does not apply or a record does not fit."""
     opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
     try:
-        predicted = predict_layout(src, opened, options, source_size(src, options.storage_options))
+        # one record's layout and an upper bound of the rows: the array is cut to
+        # the rows read (a view; the bound exceeds them by the records' headers only)
+        predicted = predict_layout(src, opened, options, source_size(src, options.storage_options), first_only=True)
         if predicted is None:
             return None
         rows, layout = predicted
         out = np.empty((rows, layout.shape[2]), dtype=layout.dtype)
-        encoder = RowEncoder(site_map, options, src)
+        encoder = _encoder(site_map, options, src, columnar)
         texts: list[str] = []
         filled = 0
         try:
@@ -95,6 +115,4 @@ def _read_shard_direct(src: str, options: ExtractOptions, site_map: dict) -> tup
             return None
     finally:
         opened.close()
-    if filled != rows:
-        return None
-    return out, json.loads("[" + ", ".join(texts) + "]")
+    return out[:filled], _metadata(encoder, texts)

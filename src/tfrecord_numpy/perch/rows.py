@@ -18,7 +18,8 @@ PERCH_COLUMNS = ("filename", "timestamp_s", "window_index", "offset_s", "channel
 class Encoder(Protocol):
     """Turns a decoded record into its metadata rows (JSON text, one per embedding row)."""
 
-    unknown_sites: int
+    @property
+    def unknown_sites(self) -> int: ...
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]: ...
 

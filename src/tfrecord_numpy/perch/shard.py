@@ -181,12 +181,13 @@ def extract_shard(
 
 
 def predict_layout(
-    source: str, opened: OpenedSource, options: ExtractOptions, size: int | None
+    source: str, opened: OpenedSource, options: ExtractOptions, size: int | None, *, first_only: bool = False
 ) -> tuple[int, EmbeddingLayout] | None:
     """(rows, the first record's embedding layout) of an uncompressed local
     shard, read off the first bytes of each record (a seek and a small read
     per record), or None if that does not show plainly.  Only a hint: the
-    real pass checks everything."""
+    real pass checks everything.  ``first_only``: read the first record alone
+    and give an upper bound of the rows (every row takes its bytes of the file)."""
     if opened.compression is not None or not size or should_use_remote(source):
         return None
     fs, path = url_to_fs(source, **options.storage_options)
@@ -205,6 +206,8 @@ def predict_layout(
             if layout is None:
                 return None
             first = first or layout
+            if first_only:
+                return size // (layout.shape[2] * layout.dtype.itemsize), layout
             rows += layout.shape[0] * layout.shape[1]
             pos += OVERHEAD_BYTES + length
     return (rows, first) if first is not None else None
