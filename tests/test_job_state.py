@@ -639,3 +639,36 @@ def test_progress_costs_nothing_when_quiet_and_little_with_a_bar(tmp_path, monke
     summary = extract(src, tmp_path / "bar", workers=1, quiet=False)
     assert summary["records"] == 40
     assert 1 <= calls <= 4  # every 4 MiB of output, not 40 times
+
+
+def test_a_full_disk_names_the_file_and_publishes_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from tfrecord_numpy import atomic
+
+    (src,) = make_shards(tmp_path / "src", 1, records=4)
+    written = 0
+
+    class FillingDisk:
+        """The file under an output: the disk fills up midway through the shard."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            nonlocal written
+            written += len(data)
+            if written > 500_000:
+                raise OSError(errno.ENOSPC, "No space left on device")  # as the OS says it: no file name
+            return self.f.write(data)
+
+        def __getattr__(self, attr):
+            return getattr(self.f, attr)
+
+    real_init = atomic._Named.__init__
+    monkeypatch.setattr(atomic._Named, "__init__", lambda self, f, name: real_init(self, FillingDisk(f), name))
+    out = tmp_path / "out"
+    with pytest.raises(OSError) as info:
+        extract([src], out, workers=1, quiet=True)
+    assert info.value.errno == errno.ENOSPC and str(out) in str(info.value) and src.name in str(info.value)
+    assert outputs(out) == {} and not [p for p in out.rglob("*") if ".tmp-" in p.name]

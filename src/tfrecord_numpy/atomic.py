@@ -54,11 +54,13 @@ class AtomicFile:
             raise _located(exc, self.tmp) from exc
         self._spool: IO[bytes] | None
         if self._remote.seekable() or not spool:
-            self.f: IO[bytes] = self._remote
             self._spool = None
+            target: IO[bytes] = self._remote
         else:
             self._spool = tempfile.TemporaryFile(prefix="tfrecord-numpy-")
-            self.f = self._spool
+            target = self._spool
+        #: where to write: a file whose OSErrors (a full disk) name this output
+        self.f: IO[bytes] = _Named(target, final)  # type: ignore[assignment]
         self.done = False
         self.spooled = self._spool is not None
         #: fed the bytes of a spooled file on their way up (then :attr:`digested` is True),
@@ -111,6 +113,23 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
+
+
+class _Named:
+    """A file whose write errors say which output they are about (a full disk names none)."""
+
+    def __init__(self, f: IO[bytes], name: str) -> None:
+        self._f = f
+        self._name = name
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            raise _located(exc, self._name) from exc
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._f, attr)
 
 
 def _located(exc: OSError, path: str) -> OSError:

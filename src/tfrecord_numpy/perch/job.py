@@ -85,8 +85,14 @@ class Job:
     def __enter__(self) -> Job:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the run's own error is the one to report: folding the journal is best effort
+            self.close()
+        except Exception:
+            pass
 
     def shard_finished(self, entry: dict[str, Any]) -> None:
         """Record a shard whose outputs are published (in the parent, one at a time)."""
