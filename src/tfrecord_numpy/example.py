@@ -30,7 +30,7 @@ the A2O corpus gives back its exact bytes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -430,25 +430,26 @@ def _pb_feature(buf: Any, pos: int, end: int, kind: int, chunks: list[_Chunk], d
     return kind, chunks
 
 
-def _pb_features(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
+def _pb_repeated(buf: Any, pos: int, end: int, depth: int, read: Callable[[int, int, int], None]) -> None:
+    """Each ``field 1`` (LEN) of a message, as upb walks it: ``read(start, end, depth)``;
+    other fields skipped (groups included)."""
     if depth < 0:
         raise WireError("nesting too deep")
     while pos < end:
         field, wt, pos = _pb_tag(buf, pos, end)
         if field == 1 and wt == LEN:
             s, pos = _pb_len(buf, pos, end)
-            _pb_entry(buf, s, pos, out, depth - 1)
+            read(s, pos, depth - 1)
         else:
             pos = _pb_skip(buf, pos, end, field, wt, depth)
 
 
-def _pb_entry(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
-    """A map entry; upb moves an entry with any unknown field to unknown fields (drops it)."""
+def _pb_map_entry(buf: Any, pos: int, end: int, depth: int, read_value: Callable[[int, int, int], None]) -> str | None:
+    """A ``map<string, Message>`` entry: its key, with ``read_value(start, end, depth)``
+    merging each value; None when the entry carries an unknown field (upb drops it)."""
     if depth < 0:
         raise WireError("nesting too deep")
     key = ""
-    kind = 0
-    chunks: list[_Chunk] = []
     clean = True
     while pos < end:
         field, wt, pos = _pb_tag(buf, pos, end)
@@ -460,12 +461,28 @@ def _pb_entry(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chun
                 raise WireError("map key is not valid UTF-8") from None
         elif field == 2 and wt == LEN:
             s, pos = _pb_len(buf, pos, end)
-            kind, chunks = _pb_feature(buf, s, pos, kind, chunks, depth - 1)
+            read_value(s, pos, depth - 1)
         else:
             clean = False
             pos = _pb_skip(buf, pos, end, field, wt, depth)
-    if clean:
-        out[key] = (kind, chunks)
+    return key if clean else None
+
+
+def _pb_features(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
+    """``Features.feature``: a map of name -> (kind, value chunks)."""
+    _pb_repeated(buf, pos, end, depth, lambda s, e, d: _pb_entry(buf, s, e, out, d))
+
+
+def _pb_entry(buf: Any, pos: int, end: int, out: dict[str, tuple[int, list[_Chunk]]], depth: int) -> None:
+    """A ``Features`` map entry; a repeated value merges into the Feature read so far."""
+    value: list[Any] = [0, []]  # kind, chunks
+
+    def read(s: int, e: int, d: int) -> None:
+        value[0], value[1] = _pb_feature(buf, s, e, value[0], value[1], d)
+
+    key = _pb_map_entry(buf, pos, end, depth, read)
+    if key is not None:
+        out[key] = (value[0], value[1])
 
 
 def _pb_value(buf: Any, kind: int, chunks: list[_Chunk]) -> np.ndarray | list[bytes]:
