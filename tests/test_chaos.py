@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tfrecord_numpy.a2o import extract
-from tfrecord_numpy.perch.lock import LOCK_NAME
+from tfrecord_numpy.lock import LOCK_NAME
 from tfrecord_numpy.perch.synth import write_a2o_shard
 
 CLI = [sys.executable, "-m", "tfrecord_numpy.cli", "extract"]

@@ -161,7 +161,8 @@ def test_prefetch_requests_the_next_block_while_this_one_is_read(prefetch):
 
     data = bytes(range(256)) * 1000
     fs = _SlowMemoryFS(data)
-    f = RangedInput(fs, "x", url="mem://x", size=len(data), block_size=10_000, prefetch=prefetch)
+    # concurrency=1: one block ahead (concurrent windows: tests/test_remote_concurrency.py)
+    f = RangedInput(fs, "x", url="mem://x", size=len(data), block_size=10_000, prefetch=prefetch, concurrency=1)
     assert f.read(1) == data[:1]
     deadline = time.monotonic() + 60  # a net against a hang, not a time limit: exits at the 2nd request
     while prefetch and len(fs.calls) < 2 and time.monotonic() < deadline:
@@ -364,7 +365,12 @@ def test_open_input_through_faults_is_byte_exact(
     (url,) = upload_shards(gcs_emulator.storage_options, gcs_bucket, "f", [A2O_SHARDS[0]])
     proxy = fault_proxy(mode=mode, every=4, burst=burst, max_faults=3 * burst)
     want = A2O_SHARDS[0].read_bytes()
-    with open_input(url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retry_delay=0.01) as f:
+    # concurrency=1: a burst of faults then hits one block, so who absorbs it (gcsfs or us) is
+    # deterministic; faults under concurrent requests: tests/test_remote_concurrency.py
+    opened = open_input(
+        url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retry_delay=0.01, concurrency=1
+    )
+    with opened as f:
         got = f.read()
         failed = f.attempts_failed
     assert proxy.faults == 3 * burst
@@ -394,7 +400,9 @@ def test_transcoded_object_through_faults(gcs_emulator, gcs_bucket, fault_proxy,
     gcs_emulator.upload(gcs_bucket, "tc/shard", gz, content_encoding="gzip")
     proxy = fault_proxy(mode=mode, every=3, burst=burst, max_faults=3 * burst)
     url = f"gs://{gcs_bucket}/tc/shard"
-    with open_input(url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retry_delay=0.01) as f:
+    opts = proxy.storage_options
+    # concurrency=1: the burst hits one block, beyond what gcsfs absorbs
+    with open_input(url, storage_options=opts, block_size=SMALL_BLOCK, retry_delay=0.01, concurrency=1) as f:
         assert f.read() == A2O_SHARDS[0].read_bytes()
         assert f.attempts_failed > 0
     assert proxy.faults == 3 * burst
@@ -438,7 +446,10 @@ def test_permanent_failure_gives_up_with_url_and_offset(
     (url,) = upload_shards(gcs_emulator.storage_options, gcs_bucket, "perm", [A2O_SHARDS[0]])
     # the first two downloads pass, every one after fails
     proxy = fault_proxy(mode="503", every=3, burst=None)
-    f = open_input(url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retries=2, retry_delay=0.01)
+    # concurrency=1: requests in object order, so the failing block and the request count are exact
+    f = open_input(
+        url, storage_options=proxy.storage_options, block_size=SMALL_BLOCK, retries=2, retry_delay=0.01, concurrency=1
+    )
     waits = _record_our_sleeps(monkeypatch)
     with pytest.raises(RemoteReadError) as info:
         f.read()
@@ -555,7 +566,7 @@ def test_expand_sources_globs_and_prefixes(gcs_emulator, gcs_bucket):
 
 def test_one_writer_per_bucket_dest(gcs_emulator, gcs_bucket):
     """The DEST lock on a bucket: created only if absent (ifGenerationMatch=0), refused while held."""
-    from tfrecord_numpy.perch.lock import LOCK_NAME, DestinationLocked, DestLock
+    from tfrecord_numpy.lock import LOCK_NAME, DestinationLocked, DestLock
 
     fs = gcs_fs(gcs_emulator.storage_options)
     root = f"{gcs_bucket}/locked-dest"

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import AtomicFile
-from .checksum import CHECKSUMS
-from .lock import DestLock
+from ..checksum import CHECKSUMS
+from ..lock import DestLock
 from .manifest import finalize_entry
 from .options import ExtractOptions, Sources, shard_stem
 from .plan import JobPlan, dest_root, plan_job

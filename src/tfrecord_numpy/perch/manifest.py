@@ -11,37 +11,15 @@ same on a local disk and on an object store.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import time
-import urllib.parse
 from typing import Any
 
-from ..atomic import AtomicFile, write_json_atomic
-from .checksum import DEFAULT_CHECKSUM, checksum_of, recorded_checksum
+from ..checksum import DEFAULT_CHECKSUM, checksum_of, recorded_checksum
+from ..journal import Journal
 
 MANIFEST_NAME = "manifest.json"
 JOURNAL_DIR = ".journal"
 MANIFEST_FORMAT = "tfrecord-numpy/extract/1"
 OUTPUT_PARTS = ("embeddings", "metadata")
-#: keys of ``fs.info`` that change when an object is rewritten
-_IDENTITY_KEYS = ("mtime", "generation", "etag", "ETag", "md5Hash", "crc32c", "LastModified", "last_modified")
-
-
-def source_identity(fs: Any, path: str) -> dict[str, Any]:
-    """Size plus whatever the store changes on a rewrite (mtime, generation, etag)."""
-    info = fs.info(path)
-    ident: dict[str, Any] = {"size": None if info.get("size") is None else int(info["size"])}
-    for key in _IDENTITY_KEYS:
-        value = info.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (_dt.datetime, _dt.date)):
-            value = value.isoformat()
-        elif not isinstance(value, (str, int, float)):
-            value = str(value)
-        ident[key] = value
-    return ident
 
 
 def output_paths(stem: str, metadata_format: str = "json") -> dict[str, str]:
@@ -61,84 +39,11 @@ def _outputs(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return parts + ([v for v in heads.values() if isinstance(v, dict)] if isinstance(heads, dict) else [])
 
 
-def _journal_name(stem: str) -> str:
-    return urllib.parse.quote(stem, safe="") + ".json"
-
-
-class Manifest:
-    """The shard entries of one DEST: ``manifest.json`` overlaid with its journal."""
+class Manifest(Journal):
+    """The shard entries of one DEST: ``manifest.json`` overlaid with ``.journal/``."""
 
     def __init__(self, fs: Any, root: str) -> None:
-        self.fs = fs
-        self.root = root
-        self.path = f"{root}/{MANIFEST_NAME}"
-        self.journal = f"{root}/{JOURNAL_DIR}"
-        self.shards: dict[str, dict[str, Any]] = {}
-        self.extra: dict[str, Any] = {}
-
-    def load(self) -> Manifest:
-        """Read ``manifest.json`` (if any) and every journal entry written since."""
-        fs = self.fs
-        if fs.exists(self.path):
-            with fs.open(self.path, "rb") as f:
-                try:
-                    data = json.loads(f.read())
-                except ValueError as exc:
-                    raise ValueError(
-                        f"{self.path}: manifest is not valid JSON ({exc}); remove it or use --overwrite"
-                    ) from None
-            if not isinstance(data, dict) or not isinstance(data.get("shards"), dict):
-                raise ValueError(f"{self.path}: not a tfrecord-numpy manifest; remove it or use --overwrite")
-            self.shards = {k: v for k, v in data["shards"].items() if isinstance(v, dict)}
-            self.extra = {k: v for k, v in data.items() if k not in ("format", "shards", "updated")}
-        for path in self._journal_files():
-            try:
-                with fs.open(path, "rb") as f:
-                    entry = json.loads(f.read())
-            except (OSError, ValueError):
-                continue  # unreadable: the shard is simply redone
-            stem = entry.get("stem") if isinstance(entry, dict) else None
-            if isinstance(stem, str):
-                self.shards[stem] = entry["entry"]
-        return self
-
-    def _journal_files(self) -> list[str]:
-        try:
-            names = self.fs.ls(self.journal, detail=False)
-        except (FileNotFoundError, OSError):
-            return []
-        return sorted(p for p in names if p.endswith(".json") and not p.rpartition("/")[2].startswith("."))
-
-    def record(self, stem: str, entry: dict[str, Any]) -> None:
-        """Record a finished shard durably, in O(1)."""
-        self.shards[stem] = entry
-        self.fs.makedirs(self.journal, exist_ok=True)
-        with AtomicFile(self.fs, f"{self.journal}/{_journal_name(stem)}") as out:
-            out.f.write(json.dumps({"stem": stem, "entry": entry}).encode("utf-8"))
-
-    def forget(self, stem: str) -> None:
-        """Drop a shard's entry (it is about to be redone)."""
-        if self.shards.pop(stem, None) is not None:
-            try:
-                self.fs.rm(f"{self.journal}/{_journal_name(stem)}")
-            except (FileNotFoundError, OSError):
-                pass
-
-    def compact(self) -> None:
-        """Fold the journal into ``manifest.json``, then drop the journal."""
-        journal = self._journal_files()
-        data = {
-            "format": MANIFEST_FORMAT,
-            **self.extra,
-            "shards": self.shards,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        write_json_atomic(self.fs, self.path, data)
-        for path in journal:
-            try:
-                self.fs.rm(path)
-            except (FileNotFoundError, OSError):
-                pass
+        super().__init__(fs, root, manifest=MANIFEST_NAME, journal=JOURNAL_DIR, fmt=MANIFEST_FORMAT)
 
 
 def finalize_entry(fs: Any, root: str, entry: dict[str, Any], kind: str = DEFAULT_CHECKSUM) -> dict[str, Any]:

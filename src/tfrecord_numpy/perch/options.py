@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..checksum import CHECKSUMS, DEFAULT_CHECKSUM
 from ..framing import DEFAULT_MAX_RECORD_BYTES
+from ..journal import output_stem
 from ..storage import normalize_compression
-from .checksum import CHECKSUMS, DEFAULT_CHECKSUM
 from .filters import DropRule, RowFilter, load_blocklist, parse_classes
 
 ON_CORRUPT = ("error", "skip")
@@ -161,8 +162,4 @@ class ExtractOptions:
 
 def shard_stem(source: str) -> str:
     """The notebook's output name: the file name up to its first '.'."""
-    name = source.rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
-    stem = name.split(".")[0]
-    if not stem or stem in (".", "..") or "/" in stem or "\x00" in stem:
-        raise ValueError(f"shard name {name!r} gives no usable output name")
-    return stem
+    return output_stem(source)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .checksum import DEFAULT_CHECKSUM, Digest
+from ..checksum import DEFAULT_CHECKSUM, Digest
 
 
 class NpyStreamWriter:

@@ -8,10 +8,11 @@ from typing import Any
 
 from fsspec.core import url_to_fs
 
-from ..atomic import is_tmp_name
+from ..journal import remove_stale_tmp as remove_tmp
+from ..journal import source_identity
 from ..storage import expand_sources
 from .config import CONFIG_NAME, config_beside, load_perch_config
-from .manifest import JOURNAL_DIR, MANIFEST_NAME, Manifest, is_complete, source_identity
+from .manifest import JOURNAL_DIR, MANIFEST_NAME, Manifest, is_complete
 from .names import load_site_mapping
 from .options import ExtractOptions, Sources, shard_stem
 
@@ -74,18 +75,8 @@ def _identity(source: str, storage_options: dict[str, Any]) -> dict[str, Any] | 
 
 def remove_stale_tmp(fs: Any, root: str) -> None:
     """Delete temporary files left by a killed run (we hold the lock: none are live)."""
-    for sub in ("embeddings", "metadata", JOURNAL_DIR, ""):
-        d = f"{root}/{sub}".rstrip("/")
-        try:
-            entries = fs.ls(d, detail=False)
-        except (FileNotFoundError, OSError):
-            continue
-        for p in entries:
-            if is_tmp_name(p):
-                try:
-                    fs.rm(p)
-                except Exception:
-                    pass
+    folders = [f"{root}/{sub}".rstrip("/") for sub in ("embeddings", "metadata", JOURNAL_DIR, "")]
+    remove_tmp(fs, folders)
 
 
 def plan_job(sources: Sources, dest: str | os.PathLike[str], options: ExtractOptions) -> JobPlan:

@@ -13,11 +13,11 @@ import numpy as np
 from fsspec.core import url_to_fs
 
 from ..atomic import AtomicFile
+from ..checksum import Digest
 from ..framing import HEADER_BYTES, OVERHEAD_BYTES, RecordScanner, check_header
 from ..reader import iter_record_views
 from ..remote import should_use_remote
 from ..storage import OpenedSource, open_source
-from .checksum import Digest
 from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout
 from .manifest import logits_path, output_paths
 from .options import ExtractOptions, shard_stem

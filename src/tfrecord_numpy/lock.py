@@ -1,4 +1,4 @@
-"""One writer per destination: ``DEST/.tfrecord-numpy.lock``.
+"""One writer per destination: ``DEST/.tfrecord-numpy.lock`` (or another name).
 
 The lock is a small JSON object (host, pid, run id, start time, heartbeat)
 created only if absent: ``open(mode="xb")``, which is ``O_EXCL`` on a local
@@ -46,11 +46,12 @@ class DestLock:
         fs: Any,
         root: str,
         *,
+        name: str = LOCK_NAME,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
     ) -> None:
         self.fs = fs
-        self.path = f"{root}/{LOCK_NAME}"
+        self.path = f"{root}/{name}"
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.run = uuid.uuid4().hex
