@@ -68,3 +68,17 @@ def test_cli_inspect_head_and_version():
     assert lines[0]["filename"][0].endswith(".flac")
     proc = subprocess.run([*CLI, "--version"], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == f"tfrecord-numpy {__version__}"
+
+
+def test_sequence_examples_real_and_damaged():
+    """TensorFlow-written SequenceExamples (and hand-damaged ones) are told apart, never a crash."""
+    report = inspect_records(DATA / "sequence" / "sequences.tfrecord")
+    assert report["kinds"][SEQUENCE_EXAMPLE] >= 11 and report["records"] == sum(report["kinds"].values())
+    assert report["feature_lists"]["s_bytes"]["present"] >= 1
+    assert report["spec"].startswith("context_features = {")
+    proc = subprocess.run(
+        [*CLI, "head", str(DATA / "sequence" / "sequences.tfrecord"), "-n", "30"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 29 and any("feature_lists" in line for line in lines)

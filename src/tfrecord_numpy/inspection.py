@@ -21,6 +21,7 @@ from .errors import TFRecordError
 from .example import parse_example
 from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
 from .reader import iter_record_views
+from .sequence import parse_sequence_example
 from .storage import Sources, open_source, resolve_sources
 from .tensor import parse_tensor
 
@@ -37,6 +38,10 @@ def classify(record: bytes | memoryview) -> str:
     except (_wire.WireError, IndexError):
         return BYTES
     if (2, _wire.LEN) in fields and fields <= {(1, _wire.LEN), (2, _wire.LEN)}:
+        try:
+            parse_sequence_example(view)
+        except TFRecordError:
+            return PROTOBUF
         return SEQUENCE_EXAMPLE
     if (1, _wire.LEN) in fields or not fields:  # protobuf keeps unknown fields: still an Example
         try:
@@ -117,34 +122,6 @@ def _common_shape(shapes: set[tuple[int, ...]]) -> list[int | None] | str:
     return [dims[0] if len(set(dims)) == 1 else None for dims in zip(*shapes)]
 
 
-def _feature_lists(view: memoryview) -> dict[str, list[int]]:
-    """SequenceExample.feature_lists: each list's name and its steps' value counts."""
-    out: dict[str, list[int]] = {}
-    for f, wt, a, b in _wire.iter_fields(view, 0, len(view)):
-        if f != 2 or wt != _wire.LEN:
-            continue
-        for ef, ewt, ea, eb in _wire.iter_fields(view, a, b):  # map entries
-            if ef != 1 or ewt != _wire.LEN:
-                continue
-            name, steps = "", []
-            for kf, kwt, ka, kb in _wire.iter_fields(view, ea, eb):
-                if kf == 1 and kwt == _wire.LEN:
-                    name = bytes(view[ka:kb]).decode("utf-8", "replace")
-                elif kf == 2 and kwt == _wire.LEN:  # FeatureList: repeated Feature
-                    for sf, swt, sa, sb in _wire.iter_fields(view, ka, kb):
-                        if sf == 1 and swt == _wire.LEN:
-                            steps.append(len(next(iter(parse_example(_as_example(view[sa:sb])).values()), [])))
-            out[name] = steps
-    return out
-
-
-def _as_example(feature: memoryview) -> bytes:
-    """Wrap one serialized Feature as an Example ``{"v": feature}`` to read it with parse_example."""
-    entry = b"\x0a\x01v\x12" + _wire.encode_varint(len(feature)) + bytes(feature)
-    features = b"\x0a" + _wire.encode_varint(len(entry)) + entry
-    return b"\x0a" + _wire.encode_varint(len(features)) + features
-
-
 def inspect_records(
     sources: Sources,
     *,
@@ -172,12 +149,15 @@ def inspect_records(
                 nbytes += len(view)
                 kind = classify(view)
                 kinds[kind] = kinds.get(kind, 0) + 1
-                if kind in (EXAMPLE, SEQUENCE_EXAMPLE):
-                    for name, value in parse_example(view).items():  # an Example, or a SequenceExample's context
+                if kind == EXAMPLE:
+                    for name, value in parse_example(view).items():
                         features.setdefault(name, FeatureStats()).add(value)
-                if kind == SEQUENCE_EXAMPLE:
-                    for name, steps in _feature_lists(view).items():
-                        sequence.setdefault(name, []).extend(steps)
+                elif kind == SEQUENCE_EXAMPLE:
+                    context, lists = parse_sequence_example(view)
+                    for name, value in context.items():
+                        features.setdefault(name, FeatureStats()).add(value)
+                    for name, steps in lists.items():
+                        sequence.setdefault(name, []).extend(len(step) for step in steps)
                         sequence_present[name] = sequence_present.get(name, 0) + 1
         finally:
             opened.close()
@@ -251,12 +231,23 @@ def record_to_json(record: bytes | memoryview) -> dict[str, Any]:
     """One record as JSON-ready values (what ``head`` prints): an Example's (or a
     SequenceExample context's) features, or the record's bytes."""
     kind = classify(record)
-    if kind in (EXAMPLE, SEQUENCE_EXAMPLE):
-        out: dict[str, Any] = {}
-        for name, value in parse_example(record).items():
-            out[name] = [_jsonable_bytes(v) for v in value] if isinstance(value, list) else value.tolist()
-        return out if kind == EXAMPLE else {"context": out, "feature_lists": sorted(_feature_lists(memoryview(record)))}
+    if kind == EXAMPLE:
+        return _jsonable_features(parse_example(record))
+    if kind == SEQUENCE_EXAMPLE:
+        context, lists = parse_sequence_example(record)
+        return {
+            "context": _jsonable_features(context),
+            "feature_lists": {name: [_jsonable_value(step) for step in steps] for name, steps in lists.items()},
+        }
     return {"record": _jsonable_bytes(bytes(record)), "kind": kind}
+
+
+def _jsonable_value(value: Any) -> Any:
+    return [_jsonable_bytes(v) for v in value] if isinstance(value, list) else value.tolist()
+
+
+def _jsonable_features(features: dict[str, Any]) -> dict[str, Any]:
+    return {name: _jsonable_value(value) for name, value in features.items()}
 
 
 def head_records(sources: Sources, n: int, **kwargs: Any) -> Iterator[dict[str, Any]]:
