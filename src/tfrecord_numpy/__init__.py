@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from .batch import parse_examples, read_batches
 from .errors import (
     CompressionError,
     CorruptRecordError,
@@ -24,6 +25,7 @@ from .example import (
 )
 from .framing import encode_record, masked_crc
 from .reader import read_records
+from .sequence import FixedLenSequenceFeature, parse_sequence_example
 from .tensor import parse_tensor, serialize_tensor
 from .writer import RecordWriter, write_records
 
@@ -31,11 +33,15 @@ __version__ = "0.2.0"
 
 __all__ = [
     "FixedLenFeature",
+    "FixedLenSequenceFeature",
     "SparseValue",
     "VarLenFeature",
     "encode_example",
     "parse_example",
+    "parse_examples",
+    "parse_sequence_example",
     "parse_tensor",
+    "read_batches",
     "read_examples",
     "serialize_tensor",
     "CompressionError",

@@ -182,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
     _add_storage_args(ins)
 
+    cv = sub.add_parser(
+        "convert", help="Example shards -> one Parquet file per shard, resumable (needs tfrecord-numpy[arrow])"
+    )
+    cv.add_argument("sources", nargs="+", metavar="SOURCE", help="file, directory, glob or fsspec URL")
+    cv.add_argument("--out", required=True, metavar="DIR", help="local directory or fsspec URL")
+    cv.add_argument("--format", choices=["parquet"], default="parquet")
+    cv.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
+    cv.add_argument("--compression", choices=["auto", "none", "gzip", "zlib"], default="auto")
+    _add_storage_args(cv)
+
     hd = sub.add_parser("head", help="the first records as JSON lines")
     hd.add_argument("sources", nargs="+", metavar="SOURCE")
     hd.add_argument("-n", type=_positive_int, default=5, metavar="N", help="how many records (default 5)")
@@ -309,6 +319,25 @@ def cmd_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .arrow import convert
+
+    s = convert(
+        args.sources,
+        args.out,
+        format=args.format,
+        compression=args.compression,
+        storage_options=_storage_options(args),
+        overwrite=args.overwrite,
+    )
+    print(
+        f"{s['shards']} shards ({s['converted']} converted, {s['already_complete']} already complete), "
+        f"{s['records']} records in {s['seconds']:.2f} s -> {s['out']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import TFRecordError
 
@@ -320,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
         "inspect": cmd_inspect,
         "head": cmd_head,
+        "convert": cmd_convert,
     }[args.command]
     try:
         return handler(args)
