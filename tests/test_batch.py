@@ -568,8 +568,10 @@ def three_files(tmp_path):
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 100, 101, 300, 301, 1024])
 def test_batches_run_across_files_and_blocks(three_files, monkeypatch, size):
     paths, records = three_files
-    monkeypatch.setattr(batch_mod, "INITIAL_CHUNK_BYTES", 256)  # many small read blocks:
-    monkeypatch.setattr(batch_mod, "DEFAULT_CHUNK_BYTES", 2048)  # batches straddle them
+    import tfrecord_numpy.reader as reader_mod
+
+    monkeypatch.setattr(reader_mod, "INITIAL_CHUNK_BYTES", 256)  # many small read blocks:
+    monkeypatch.setattr(reader_mod, "DEFAULT_CHUNK_BYTES", 2048)  # batches straddle them
     got = list(read_batches(paths, SMALL_SPEC, size))
     assert [len(b["label"]) for b in got] == [min(size, 301 - a) for a in range(0, 301, size)]
     for k, b in enumerate(got):

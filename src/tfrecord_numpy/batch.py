@@ -58,7 +58,7 @@ import crc32c as _crc32c
 import numpy as np
 
 from ._wire import WireError
-from .compression import ReadableStream, StreamTruncated
+from .compression import ReadableStream
 from .errors import DecodeError, Location, SchemaError, TFRecordError
 from .example import (
     _NP_DTYPE,
@@ -75,9 +75,9 @@ from .example import (
     _sparse,
     _tf_entries,
 )
-from .framing import DEFAULT_MAX_RECORD_BYTES, FOOTER_BYTES, HEADER_BYTES, RecordScanner, _crc_tables
-from .reader import DEFAULT_CHUNK_BYTES, INITIAL_CHUNK_BYTES
-from .storage import open_source, readinto, resolve_sources
+from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, RecordScanner
+from .reader import iter_record_blocks
+from .storage import open_source, resolve_sources
 
 if TYPE_CHECKING:
     from .storage import Sources
@@ -1029,115 +1029,11 @@ class _Run:
     offset: int  # the stream offset of ``block[0]``
 
 
-def _first_false(ok: np.ndarray) -> int:
-    bad = np.flatnonzero(~ok)
-    return int(bad[0]) if bad.size else len(ok)
-
-
-def _frame(view: memoryview, scanner: RecordScanner) -> tuple[np.ndarray, np.ndarray, int, TFRecordError | None]:
-    """The complete, checked records at the front of ``view``: (heads, lengths, bytes used, error).
-
-    A tight loop follows the chain of lengths; lengths, both CRCs and the
-    size limit are then checked for all records at once.  From the first
-    record that is not plainly good (or an incomplete one at the end), the
-    scanner takes over, so errors, ``needed`` and the scanner's position are
-    exactly what :class:`RecordScanner` alone would give.
-    """
-    end = len(view)
-    unpack = _LENGTH.unpack_from
-    pos = 0
-    chain = [0]
-    push = chain.append
-    stop = end - HEADER_BYTES
-    while pos <= stop:
-        pos += unpack(view, pos)[0] + HEADER_BYTES + FOOTER_BYTES
-        push(pos)
-    count = len(chain) - 1
-    if chain[-1] > end:
-        count -= 1  # the last one is incomplete (or its length absurd)
-    if count > 0:
-        bounds = np.array(chain[: count + 1], dtype=_I64)
-        heads = bounds[:-1]
-        lengths = np.diff(bounds) - (HEADER_BYTES + FOOTER_BYTES)
-        good = lengths <= min(scanner.max_record_bytes, 0xFFFFFFFF)
-        if scanner.verify:
-            u8 = np.frombuffer(view, dtype=np.uint8)
-            words = _window(u8, 4)
-            lo, hi, zero = _crc_tables()
-            x = np.where(good, lengths, 0).astype(np.uint32)
-            crc = lo[(x & 0xFFFF).astype(np.intp)] ^ hi[(x >> 16).astype(np.intp)] ^ np.uint32(zero)
-            masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
-            good &= words[heads + 8].view("<u4").ravel() == masked
-            count = _first_false(good)
-            heads, lengths = heads[:count], lengths[:count]
-            data_at = heads + HEADER_BYTES
-            data_crc = np.fromiter(
-                map(_crc, map(view.__getitem__, map(slice, data_at.tolist(), (data_at + lengths).tolist()))),
-                dtype=np.uint32,
-                count=count,
-            )
-            masked = ((data_crc >> np.uint32(15)) | (data_crc << np.uint32(17))) + np.uint32(0xA282EAD8)
-            good = words[data_at + lengths].view("<u4").ravel() == masked
-        count = _first_false(good)
-        heads, lengths = heads[:count], lengths[:count]
-    else:
-        count = 0
-        heads = lengths = np.zeros(0, dtype=_I64)
-    used = int(heads[-1] + lengths[-1]) + HEADER_BYTES + FOOTER_BYTES if count else 0
-    scanner.index += count
-    scanner.offset += used
-    spans, more, error = scanner.scan(view[used:])  # the rest: damage, or a record still arriving
-    if spans:  # never for a chain the checks above passed; kept exact all the same
-        heads = np.concatenate([heads, np.array([used + s - HEADER_BYTES for s, _, _, _ in spans], dtype=_I64)])
-        lengths = np.concatenate([lengths, np.array([n for _, n, _, _ in spans], dtype=_I64)])
-    return heads, lengths, used + more, error
-
-
 def _runs_of_stream(stream: ReadableStream, scanner: RecordScanner) -> Iterator[_Run]:
-    """:func:`~tfrecord_numpy.reader.iter_record_views`'s buffer policy, a block of records at a time."""
-    buf = bytearray(min(DEFAULT_CHUNK_BYTES, INITIAL_CHUNK_BYTES))
-    view = memoryview(buf)
-    filled = 0
-    while True:
-        free = len(buf) - filled
-        try:
-            n = readinto(stream, view[filled:])
-        except StreamTruncated as exc:
-            scanner.finish(filled, cause=f": {exc.reason}")
-            raise exc.located(index=scanner.index, offset=scanner.offset) from None
-        except TFRecordError as exc:
-            raise exc.located(path=scanner.path, index=scanner.index, offset=scanner.offset) from None
-        if n == 0:
-            break
-        filled += n
-        first_index, first_offset = scanner.index, scanner.offset
-        heads, lengths, used, error = _frame(view[:filled], scanner)
-        if len(heads):
-            path = None if scanner.path is None else str(scanner.path)
-            yield _Run(path, view, heads, lengths, first_index, first_offset)
-        if error is not None:
-            del buf, view
-            try:
-                raise error
-            finally:
-                del error
-        if used:
-            left = filled - used
-            view[:left] = bytes(view[used:filled]) if left else b""
-            filled = left
-        if filled == len(buf):
-            size = len(buf) * 2
-            if scanner.needed:
-                size = min(size, max(scanner.needed, len(buf) + 1))
-        elif n == free and len(buf) < DEFAULT_CHUNK_BYTES:
-            size = min(len(buf) * 2, DEFAULT_CHUNK_BYTES)
-        else:
-            continue
-        new = bytearray(size)
-        new[:filled] = view[:filled]
-        buf = new
-        view = memoryview(buf)
-    scanner.finish(filled)
+    """The reader's blocks of records, as runs (no per-record Python on the way)."""
+    path = None if scanner.path is None else str(scanner.path)
+    for block, heads, lengths, indices, offset in iter_record_blocks(stream, scanner):
+        yield _Run(path, block, heads, lengths, int(indices[0]), offset)
 
 
 def _runs(

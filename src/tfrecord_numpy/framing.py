@@ -193,6 +193,24 @@ def find_header(
     return stop
 
 
+def _first_false(ok: np.ndarray) -> int:
+    bad = np.flatnonzero(~ok)
+    return int(bad[0]) if bad.size else len(ok)
+
+
+def _u32_at(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The little-endian uint32 at each of ``positions`` in ``u8`` (a 4-byte window gather)."""
+    rows = max(len(u8) - 3, 0)
+    windows: np.ndarray = np.ndarray((rows, 4), dtype=np.uint8, buffer=u8, offset=0, strides=(1, 1))
+    out: np.ndarray = windows[positions].view("<u4").ravel()
+    return out
+
+
+def _masked(crc: np.ndarray) -> np.ndarray:
+    out: np.ndarray = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
+    return out
+
+
 class RecordScanner:
     """Stateful, I/O-free record finder.
 
@@ -271,6 +289,68 @@ class RecordScanner:
             # until the cyclic GC happens to run
             return spans, self._consumed, exc.with_traceback(None)
         return spans, pos, None
+
+    def scan_block(
+        self, buf: bytes | bytearray | memoryview
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, TFRecordError | None]:
+        """:meth:`scan` for a whole block at once: ``(heads, lengths, indices,
+        consumed, error)`` as arrays (``heads`` the header positions in ``buf``).
+
+        A tight loop follows the chain of lengths; the size limit and both
+        CRCs are then checked for all records at once (the data CRCs one C
+        call each, no Python per record).  From the first record that is not
+        plainly good, or an incomplete one at the end, :meth:`scan` takes over,
+        so errors, skips, ``needed`` and the position are exactly its own.
+        """
+        view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
+        end = len(view)
+        unpack = _LENGTH.unpack_from
+        pos = 0
+        chain = [0]
+        push = chain.append
+        stop = end - HEADER_BYTES
+        while pos <= stop:
+            pos += unpack(view, pos)[0] + OVERHEAD_BYTES
+            push(pos)
+        count = len(chain) - 1
+        if chain[-1] > end:
+            count -= 1  # the last one is incomplete (or its length absurd)
+        empty = np.zeros(0, dtype=np.int64)
+        heads = lengths = empty
+        if count > 0 and not self._resyncing:
+            bounds = np.array(chain[: count + 1], dtype=np.int64)
+            heads = bounds[:-1]
+            lengths = np.diff(bounds) - OVERHEAD_BYTES
+            good = lengths <= min(self.max_record_bytes, 0xFFFFFFFF)
+            if self.verify:
+                u8 = np.frombuffer(view, dtype=np.uint8)
+                lo, hi, zero = _crc_tables()
+                x = np.where(good, lengths, 0).astype(np.uint32)
+                crc = lo[(x & 0xFFFF).astype(np.intp)] ^ hi[(x >> 16).astype(np.intp)] ^ np.uint32(zero)
+                good &= _u32_at(u8, heads + 8) == _masked(crc)
+                count = _first_false(good)
+                heads, lengths = heads[:count], lengths[:count]
+                data_at = heads + HEADER_BYTES
+                data_crc = np.fromiter(
+                    map(_crc, map(view.__getitem__, map(slice, data_at.tolist(), (data_at + lengths).tolist()))),
+                    dtype=np.uint32,
+                    count=count,
+                )
+                good = _u32_at(u8, data_at + lengths) == _masked(data_crc)
+            count = _first_false(good)
+            heads, lengths = heads[:count], lengths[:count]
+        else:
+            count = 0
+        indices = np.arange(self.index, self.index + count, dtype=np.int64)
+        used = int(heads[-1] + lengths[-1]) + OVERHEAD_BYTES if count else 0
+        self.index += count
+        self.offset += used
+        spans, more, error = self.scan(view[used:])  # the rest: damage, or a record still arriving
+        if spans:
+            heads = np.concatenate([heads, np.array([used + s - HEADER_BYTES for s, _, _, _ in spans], dtype=np.int64)])
+            lengths = np.concatenate([lengths, np.array([n for _, n, _, _ in spans], dtype=np.int64)])
+            indices = np.concatenate([indices, np.array([i for _, _, i, _ in spans], dtype=np.int64)])
+        return heads, lengths, indices, used + more, error
 
     def _skip(self, error: TFRecordError) -> None:
         if not self._resyncing:

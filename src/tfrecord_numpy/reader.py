@@ -11,29 +11,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .compression import ReadableStream, StreamTruncated
 from .errors import TFRecordError
-from .framing import DEFAULT_MAX_RECORD_BYTES, RecordScanner
+from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, RecordScanner
 from .storage import Sources, open_source, readinto, resolve_sources
 
 DEFAULT_CHUNK_BYTES = 8 << 20
 INITIAL_CHUNK_BYTES = 64 << 10
 
 
-def iter_record_views(
+def iter_record_blocks(
     stream: ReadableStream,
     scanner: RecordScanner,
     *,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> Iterator[tuple[int, int, memoryview]]:
-    """Yield ``(index, offset, view)`` for each record's payload in ``stream``.
+    chunk_bytes: int | None = None,
+) -> Iterator[tuple[memoryview, np.ndarray, np.ndarray, np.ndarray, int]]:
+    """Yield ``(block, heads, lengths, indices, offset)`` for each block read:
+    the complete records in it (header positions in ``block``, payload
+    lengths, record indices) and the stream offset of ``block[0]``.
 
-    A view is valid only until the next one is requested: copy it
-    (``bytes(view)``) to keep it.  The buffer starts small (a tiny file costs
-    no 8 MiB allocation) and doubles while reads keep filling it, up to
-    ``chunk_bytes``; beyond that it grows only to hold a record larger than
-    itself, as that record's bytes arrive.
+    The block is valid only until the next one is requested.  The buffer
+    starts small (a tiny file costs no 8 MiB allocation) and doubles while
+    reads keep filling it, up to ``chunk_bytes``; beyond that it grows only
+    to hold a record larger than itself, as that record's bytes arrive.
     """
+    if chunk_bytes is None:
+        chunk_bytes = DEFAULT_CHUNK_BYTES
     buf = bytearray(min(chunk_bytes, INITIAL_CHUNK_BYTES))
     view = memoryview(buf)
     filled = 0
@@ -49,9 +54,10 @@ def iter_record_views(
         if n == 0:
             break
         filled += n
-        spans, used, error = scanner.scan(view[:filled])
-        for start, length, index, offset in spans:
-            yield index, offset, view[start : start + length]
+        offset = scanner.offset
+        heads, lengths, indices, used, error = scanner.scan_block(view[:filled])
+        if len(heads):
+            yield view, heads, lengths, indices, offset
         if error is not None:
             del buf, view  # the traceback keeps this frame: do not let it pin the buffer
             try:
@@ -77,6 +83,24 @@ def iter_record_views(
         buf = new
         view = memoryview(buf)
     scanner.finish(filled)
+
+
+def iter_record_views(
+    stream: ReadableStream,
+    scanner: RecordScanner,
+    *,
+    chunk_bytes: int | None = None,
+) -> Iterator[tuple[int, int, memoryview]]:
+    """Yield ``(index, offset, view)`` for each record's payload in ``stream``.
+
+    A view is valid only until the next one is requested: copy it
+    (``bytes(view)``) to keep it.  Blocks are framed by
+    :meth:`~tfrecord_numpy.framing.RecordScanner.scan_block`.
+    """
+    for block, heads, lengths, indices, offset in iter_record_blocks(stream, scanner, chunk_bytes=chunk_bytes):
+        for head, length, index in zip(heads.tolist(), lengths.tolist(), indices.tolist()):
+            start = head + HEADER_BYTES
+            yield index, offset + head, block[start : start + length]
 
 
 def iter_records(
