@@ -149,3 +149,15 @@ def test_cli_dask_local_cluster_gives_the_golden_output(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "--split-bytes needs" in bad.stderr
+
+
+def test_read_concurrency_reaches_the_remote_reader(monkeypatch, capsys):
+    """--read-concurrency sets what every remote read (in workers too) uses."""
+    from tfrecord_numpy import cli, remote
+
+    monkeypatch.delenv("TFRECORD_NUMPY_READ_CONCURRENCY", raising=False)
+    assert remote.read_concurrency() == remote.DEFAULT_READ_CONCURRENCY
+    monkeypatch.setenv("TFRECORD_NUMPY_READ_CONCURRENCY", "2")  # restored after the test
+    assert cli.main(["verify", "--read-concurrency", "7", str(A2O_SHARDS[0])]) == 0
+    assert remote.read_concurrency() == 7
+    assert "5 records" in capsys.readouterr().out

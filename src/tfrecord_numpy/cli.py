@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -52,6 +53,14 @@ def _add_storage_args(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)",
+    )
+    p.add_argument(
+        "--read-concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="range requests in flight per remote shard (default 4, or $TFRECORD_NUMPY_READ_CONCURRENCY); "
+        "memory about (N+1) x 8 MiB per shard being read",
     )
 
 
@@ -343,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "read_concurrency", None) is not None:
+        # through the environment: it reaches worker processes (set before any pool starts)
+        os.environ["TFRECORD_NUMPY_READ_CONCURRENCY"] = str(args.read_concurrency)
     handler = {
         "extract": cmd_extract,
         "sites": cmd_sites,

@@ -8,14 +8,18 @@ gcsfs reads an object stored with ``Content-Encoding: gzip`` (GCS
 dropping the tail.  :func:`open_input` fixes all three, through the generic
 fsspec calls ``info`` and ``cat_file(path, start, end)``:
 
-* **Prefetch.**  Blocks of ``block_size`` bytes are fetched in a background
-  thread, the next one while the current one is decoded.
+* **Concurrent prefetch.**  Blocks of ``block_size`` bytes are fetched in
+  background threads, up to ``concurrency`` range requests at once, and
+  handed out strictly in order while the current one is decoded.  One
+  connection to a cloud store is held to its own bandwidth (TCP window over
+  round trip, the store's per-stream limit); several in flight fill the link.
 * **Exact resume.**  Every block is checked against the range requested and
   the object's size.  A request that fails (5xx, reset or dropped
   connection, timeout) or returns fewer bytes than asked is retried from the
   exact byte it stopped at; what did arrive is kept, so no byte is repeated
   or skipped.  After ``retries`` failed attempts at one block,
-  :class:`RemoteReadError` names the URL and the byte offset.  On GCS the
+  :class:`RemoteReadError` names the URL and the byte offset; it is raised
+  when the reader reaches that block, after every byte before it.  On GCS the
   object's generation is pinned, so a resumed read can never mix two
   versions of an object that is overwritten meanwhile.
 * **Transcoded objects.**  When the object's info says its content encoding
@@ -28,27 +32,41 @@ Choosing ``block_size``
 -----------------------
 Each request costs a round trip (10-50 ms to a cloud store from outside its
 region, ~1 ms inside), so a block must be large enough that transfer time
-dominates: at 100 MB/s an 8 MiB block takes ~80 ms, so the round trip
-costs < 40 %; from inside the region (1-2 GB/s per stream and ~1 ms round
-trips) 8 MiB keeps each request well past TCP slow-start.  Larger blocks
-gain little and cost memory: a reader holds at most about three blocks
-(the one being consumed, the one in flight and the retry buffer), so 8 MiB
-means ~24 MiB per open source, times the number of worker processes (an
-HTTP server that ignores ``Range`` sends the whole object at once; it is
-then kept, not fetched again per block).  A
-failed request is retried for the part of the block not yet received, so a
-larger block does not make faults costlier.  Smaller blocks (256 KiB-1
+dominates: at 40 MB/s per connection an 8 MiB block takes ~210 ms, so a
+40 ms round trip costs ~16 %; from inside the region (1-2 GB/s per stream
+and ~1 ms round trips) 8 MiB keeps each request well past TCP slow-start.
+A connection therefore carries at most ``B / (B + rtt x rate)`` of its
+bandwidth whatever the concurrency (0.84 for 8 MiB at 40 ms and 40 MB/s,
+0.91 for 16 MiB), and larger blocks buy the rest with memory (below).
+A failed request is retried for the part of the block not yet received, so
+a larger block does not make faults costlier.  Smaller blocks (256 KiB-1
 MiB) only help tests that want many requests per object.
+
+Choosing ``concurrency``
+------------------------
+Throughput is about ``concurrency`` times one connection's, until the link
+or the decoder is the limit; memory is what it costs.  A reader holds at most
+``concurrency + 1`` blocks (those in flight or ready, and the one being
+consumed), so the default 4 x 8 MiB means ~40 MiB per open source, times the
+number of worker processes.  (An HTTP server that ignores ``Range`` sends the
+whole object at once; it is then kept, not fetched again per block.)  The
+default is :data:`DEFAULT_READ_CONCURRENCY`, or the environment variable
+``TFRECORD_NUMPY_READ_CONCURRENCY`` when set (a positive integer): the
+variable reaches worker processes too, so a command-line option can set it
+once for a whole job.  ``concurrency=1`` is one request ahead of the reader.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +77,10 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 DEFAULT_BLOCK_SIZE = 8 << 20
+#: range requests in flight per open object, unless ``concurrency=`` or the variable below says otherwise
+DEFAULT_READ_CONCURRENCY = 4
+#: environment variable that overrides :data:`DEFAULT_READ_CONCURRENCY` (crosses into worker processes)
+READ_CONCURRENCY_ENV = "TFRECORD_NUMPY_READ_CONCURRENCY"
 DEFAULT_RETRIES = 6
 DEFAULT_RETRY_DELAY = 0.5
 #: seconds one range request may take before it counts as a failed (retried) attempt
@@ -190,12 +212,57 @@ def _is_gcs(fs: Any) -> bool:
     return any(p in ("gs", "gcs") for p in protocol)
 
 
+def read_concurrency(concurrency: int | None = None) -> int:
+    """The number of range requests to keep in flight: ``concurrency`` if given, else
+    ``$TFRECORD_NUMPY_READ_CONCURRENCY`` if set, else :data:`DEFAULT_READ_CONCURRENCY`.
+
+    Read at every call (not at import), so a CLI option can set the variable
+    before work starts and every worker process sees it.
+    """
+    source: str = "concurrency"
+    value: object = concurrency
+    if value is None:
+        env = os.environ.get(READ_CONCURRENCY_ENV, "").strip()
+        source, value = (READ_CONCURRENCY_ENV, env) if env else ("DEFAULT_READ_CONCURRENCY", DEFAULT_READ_CONCURRENCY)
+    n = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        n = int(value)
+    if n < 1:
+        raise ValueError(f"{source} must be a positive integer, not {value!r}")
+    return n
+
+
+def _may_ignore_range(fs: Any) -> bool:
+    """Whether the backend may be a plain web server that answers a range with the whole object.
+
+    Object stores (GCS, S3, Azure...) honour ``Range`` by contract; an
+    ``http(s)`` server need not, and N concurrent first requests would then
+    each download the whole object.
+    """
+    protocol = getattr(fs, "protocol", ())
+    protocols = protocol if isinstance(protocol, (tuple, list)) else (protocol,)
+    return any(p in ("http", "https") for p in protocols)
+
+
+async def _within(aw: Awaitable[Any], timeout: float | None) -> Any:
+    """``aw`` bounded by ``timeout`` seconds (None: unbounded), run on the filesystem's loop."""
+    if timeout:
+        return await asyncio.wait_for(aw, timeout)
+    return await aw
+
+
 class RangedInput(io.RawIOBase):
     """A read-only stream of bytes ``[0, size)`` of one object, block by block.
 
     Not seekable: it exists to be read front to back once, as fast as the
-    network allows.  ``attempts_failed`` counts the requests that had to be
-    repeated (for tests and logs).
+    network allows.  With ``prefetch``, up to ``concurrency`` blocks (default:
+    :func:`read_concurrency`) are requested at once on a thread pool and
+    handed out in order; without it, each block is fetched in the caller's
+    thread when needed.  ``concurrency`` is the number in use;
+    ``attempts_failed`` counts the requests that had to be repeated (for
+    tests and logs).
     """
 
     def __init__(
@@ -212,6 +279,7 @@ class RangedInput(io.RawIOBase):
         fetch_kwargs: dict[str, Any] | None = None,
         request_timeout: float | None = None,
         retry_seconds: float | None = None,
+        concurrency: int | None = None,
     ) -> None:
         super().__init__()
         if block_size <= 0:
@@ -226,38 +294,80 @@ class RangedInput(io.RawIOBase):
         self._fetch_kwargs = dict(fetch_kwargs or {})
         self._timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
         self._retry_seconds = DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds
+        self.concurrency = read_concurrency(concurrency)
         self._block = memoryview(b"")
         self._block_pos = 0
         self._next_start = 0  # first byte not yet requested
         self._pos = 0  # bytes handed out
         self._lock = threading.Lock()
         self.attempts_failed = 0
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tfrecord-numpy-prefetch") if prefetch else None
-        self._pending: Future[bytes] | None = None
+        # blocks requested and not yet handed out, in object order; the head is the next one
+        self._window: deque[Future[bytes]] = deque()
+        self._requests: set[concurrent.futures.Future[Any]] = set()  # async requests in flight, for close()
         self._whole: memoryview | None = None  # the whole object, if a server ignored Range
-        if self._pool is not None:
-            self._pending = self._submit()
+        # until a first block shows the server honours Range, ask for one at a time
+        self._probing = self.concurrency > 1 and _may_ignore_range(fs)
+        self._pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="tfrecord-numpy-prefetch") if prefetch else None
+        )
+        self._fill()
 
     # ----------------------------------------------------------------- fetching
 
-    def _submit(self) -> Future[bytes] | None:
-        """Start fetching the next block in the background (None at the end)."""
-        if self._next_start >= self.size or self._pool is None:
-            return None
-        start, end = self._next_start, min(self._next_start + self._block_size, self.size)
-        self._next_start = end
-        return self._pool.submit(self._fetch, start, end)
+    def _fill(self) -> None:
+        """Request blocks in the background until ``concurrency`` are in flight or ready."""
+        if self._pool is None or self.closed:
+            return
+        limit = 1 if self._probing else self.concurrency
+        while len(self._window) < limit and self._next_start < self.size:
+            start, end = self._next_start, min(self._next_start + self._block_size, self.size)
+            self._next_start = end
+            self._window.append(self._pool.submit(self._fetch, start, end))
 
     def _cat(self, start: int, end: int) -> Any:
         """One range request, abandoned (and so retried) after ``request_timeout`` seconds."""
         fs = self._fs
-        if self._timeout and getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
-            from fsspec.asyn import sync
-
-            return sync(
-                fs.loop, fs._cat_file, self._path, start=start, end=end, timeout=self._timeout, **self._fetch_kwargs
-            )
+        if getattr(fs, "async_impl", False) and getattr(fs, "loop", None) is not None:
+            return self._cat_async(fs, start, end)
         return fs.cat_file(self._path, start=start, end=end, **self._fetch_kwargs)
+
+    def _cat_async(self, fs: Any, start: int, end: int) -> Any:
+        """``fs._cat_file`` on the filesystem's event loop, cancelled by a timeout or by close()."""
+        loop = fs.loop
+        if loop.is_closed():
+            raise RuntimeError("the filesystem's event loop is closed")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise NotImplementedError("cannot read a remote block from inside the filesystem's own event loop")
+        with self._lock:  # registered before close() can look, or not started at all
+            if self.closed:
+                raise ValueError("I/O operation on closed file")
+            coro = _within(fs._cat_file(self._path, start=start, end=end, **self._fetch_kwargs), self._timeout)
+            request = asyncio.run_coroutine_threadsafe(coro, loop)
+            self._requests.add(request)
+        try:
+            # the loop enforces the timeout; this wait only guards against a loop that stopped
+            return request.result(timeout=self._timeout + 30 if self._timeout else None)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError) as exc:
+            request.cancel()
+            from fsspec.exceptions import FSTimeoutError
+
+            raise FSTimeoutError(f"no response within {self._timeout} s") from exc
+        finally:
+            with self._lock:
+                self._requests.discard(request)
+
+    def _pause(self, seconds: float) -> None:
+        """Back off between attempts, in naps short enough that close() ends the wait soon."""
+        deadline = time.monotonic() + seconds
+        while not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
 
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``, retried from the exact byte each failure stopped at."""
@@ -272,8 +382,9 @@ class RangedInput(io.RawIOBase):
                 raise ValueError("I/O operation on closed file")
             want = end - pos
             before = pos
-            if self._whole is not None:
-                parts.append(bytes(self._whole[pos:end]))
+            whole = self._whole
+            if whole is not None:
+                parts.append(bytes(whole[pos:end]))
                 break
             try:
                 data = self._cat(pos, end)
@@ -297,6 +408,8 @@ class RangedInput(io.RawIOBase):
             except RemoteReadError:
                 raise
             except Exception as exc:
+                if self.closed:  # close() cancelled this request: nobody waits for the block
+                    raise ValueError("I/O operation on closed file") from exc
                 if not is_transient(exc):
                     raise RemoteReadError(
                         f"cannot read remote object at byte {pos}: {type(exc).__name__}: {exc}",
@@ -319,25 +432,34 @@ class RangedInput(io.RawIOBase):
                         offset=pos,
                     ) from last
                 delay = min(MAX_RETRY_DELAY, self._retry_delay * 2 ** (failures - 1))
-                time.sleep(delay * (0.5 + random.random() / 2))
+                self._pause(delay * (0.5 + random.random() / 2))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _next_block(self) -> bool:
         """Make the next block current; False at the end of the object."""
+        # the consumed block goes first, so that at most ``concurrency + 1`` are held
+        self._block = memoryview(b"")
+        self._block_pos = 0
         if self._pool is not None:
-            fut = self._pending
-            if fut is None:
+            if not self._window:
                 return False
-            data = fut.result()
-            self._pending = self._submit()  # overlap: fetch the next while this one is read
+            # a failed block raises here, in order, and stays at the head: reading on raises again
+            try:
+                data = self._window[0].result()
+            except concurrent.futures.CancelledError:  # close(), from another thread
+                raise ValueError("I/O operation on closed file") from None
+            if self.closed:
+                raise ValueError("I/O operation on closed file")
+            self._window.popleft()
+            self._probing = False
+            self._fill()  # the slot it held goes to the next block
         else:
             if self._next_start >= self.size:
                 return False
             start, end = self._next_start, min(self._next_start + self._block_size, self.size)
-            self._next_start = end
             data = self._fetch(start, end)
+            self._next_start = end  # only once fetched: after an error, reading on retries this block
         self._block = memoryview(data)
-        self._block_pos = 0
         return True
 
     # ------------------------------------------------------------------ reading
@@ -389,14 +511,24 @@ class RangedInput(io.RawIOBase):
         return bytes(buf)
 
     def close(self) -> None:
+        """Stop: queued blocks are dropped, requests in flight cancelled; nothing is waited for.
+
+        Requests on an async filesystem (gcsfs, s3fs, http) are cancelled on
+        its event loop at once; a synchronous backend's request in flight ends
+        on its own, and its thread then sees the stream closed and stops.
+        """
         if self.closed:
             return
-        super().close()
+        with self._lock:
+            super().close()  # from here no new request starts, and none is retried
+            requests = list(self._requests)
         self._block = memoryview(b"")
         self._whole = None
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        window, self._window = self._window, deque()
+        for fut in window:
+            fut.cancel()
+        for request in requests:
+            request.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -463,8 +595,9 @@ def open_input(
     prefetch: bool = True,
     retries: int = DEFAULT_RETRIES,
     retry_delay: float | None = None,
+    concurrency: int | None = None,
 ) -> Any:
-    """Open a remote object for one front-to-back read, with prefetch and exact resume.
+    """Open a remote object for one front-to-back read, with concurrent prefetch and exact resume.
 
     Returns a non-seekable binary stream (``read``, ``readinto``, ``tell``,
     ``close``, ``name``): a :class:`RangedInput`, or a :class:`DecodedInput`
@@ -473,8 +606,11 @@ def open_input(
     file.  ``retries`` is how many times one block may fail
     (besides the backend's own retries) before :class:`RemoteReadError`;
     ``retry_delay`` the first back-off in seconds (default
-    ``DEFAULT_RETRY_DELAY``), doubled at each failure in a row.  See the
-    module docstring for the choice of ``block_size``.
+    ``DEFAULT_RETRY_DELAY``), doubled at each failure in a row.
+    ``concurrency`` is how many range requests may be in flight at once
+    (default :func:`read_concurrency`: ``$TFRECORD_NUMPY_READ_CONCURRENCY``
+    or :data:`DEFAULT_READ_CONCURRENCY`); memory is about
+    ``(concurrency + 1) * block_size``.  See the module docstring for both.
     """
     from fsspec.core import url_to_fs
 
@@ -498,7 +634,13 @@ def open_input(
     if _is_gcs(fs) and info.get("generation"):
         fetch_kwargs["generation"] = info["generation"]
     encoding = _content_encoding(info)
-    kwargs: dict[str, Any] = dict(block_size=block_size, prefetch=prefetch, retries=retries, retry_delay=retry_delay)
+    kwargs: dict[str, Any] = dict(
+        block_size=block_size,
+        prefetch=prefetch,
+        retries=retries,
+        retry_delay=retry_delay,
+        concurrency=read_concurrency(concurrency),
+    )
     if encoding != "gzip":
         return RangedInput(fs, path, url=url, size=size, fetch_kwargs=fetch_kwargs, **kwargs)
     # Decompressive transcoding: ``size`` is the stored (gzip) size.  Ask for
@@ -555,4 +697,12 @@ def _retry_info(
     ) from last
 
 
-__all__ = ["RemoteReadError", "RangedInput", "DecodedInput", "open_input", "should_use_remote", "is_transient"]
+__all__ = [
+    "RemoteReadError",
+    "RangedInput",
+    "DecodedInput",
+    "open_input",
+    "read_concurrency",
+    "should_use_remote",
+    "is_transient",
+]
