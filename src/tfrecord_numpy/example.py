@@ -513,20 +513,27 @@ def _pb_value(buf: Any, kind: int, chunks: list[_Chunk]) -> np.ndarray | list[by
     return unset
 
 
-def _parse_protobuf_view(buf: Any) -> dict[str, np.ndarray | list[bytes]]:
+def _pb_message(buf: Any, what: str, read: dict[int, Callable[[int, int, int], None]]) -> None:
+    """A top-level message as upb walks it: ``read[field](start, end, depth)`` for its
+    LEN fields of interest, the rest skipped; damage is protobuf's DecodeError."""
     n = len(buf)
-    feats: dict[str, tuple[int, list[_Chunk]]] = {}
     pos = 0
     try:
         while pos < n:
             field, wt, pos = _pb_tag(buf, pos, n)
-            if field == 1 and wt == LEN:
+            handler = read.get(field) if wt == LEN else None
+            if handler is not None:
                 s, pos = _pb_len(buf, pos, n)
-                _pb_features(buf, s, pos, feats, _MAX_DEPTH - 1)
+                handler(s, pos, _MAX_DEPTH - 1)
             else:
                 pos = _pb_skip(buf, pos, n, field, wt, _MAX_DEPTH)
     except WireError as exc:
-        raise DecodeError(f"Error parsing message with type 'tensorflow.Example': {exc}") from None
+        raise DecodeError(f"Error parsing message with type 'tensorflow.{what}': {exc}") from None
+
+
+def _parse_protobuf_view(buf: Any) -> dict[str, np.ndarray | list[bytes]]:
+    feats: dict[str, tuple[int, list[_Chunk]]] = {}
+    _pb_message(buf, "Example", {1: lambda s, e, d: _pb_features(buf, s, e, feats, d)})
     return {key: _pb_value(buf, kind, chunks) for key, (kind, chunks) in feats.items()}
 
 

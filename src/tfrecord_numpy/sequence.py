@@ -43,12 +43,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ._wire import LEN, WireError, read_varint
+from ._wire import WireError, read_varint
 from .errors import DecodeError, SchemaError, TFRecordError
 from .example import (
     _FLOAT,
     _INT64,
-    _MAX_DEPTH,
     _NP_DTYPE,
     _STRING,
     _TF_NAME,
@@ -65,11 +64,9 @@ from .example import (
     _object_array,
     _pb_feature,
     _pb_features,
-    _pb_len,
     _pb_map_entry,
+    _pb_message,
     _pb_repeated,
-    _pb_skip,
-    _pb_tag,
     _pb_value,
     _tf_push,
     _tf_skip,
@@ -570,23 +567,16 @@ def _pb_feature_list(buf: Any, pos: int, end: int, steps: list[tuple[int, list[_
 
 
 def _parse_protobuf_view(buf: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    n = len(buf)
     ctx: dict[str, tuple[int, list[_Chunk]]] = {}
     lists: dict[str, list[tuple[int, list[_Chunk]]]] = {}
-    pos = 0
-    try:
-        while pos < n:
-            field, wt, pos = _pb_tag(buf, pos, n)
-            if field == 1 and wt == LEN:
-                s, pos = _pb_len(buf, pos, n)
-                _pb_features(buf, s, pos, ctx, _MAX_DEPTH - 1)
-            elif field == 2 and wt == LEN:
-                s, pos = _pb_len(buf, pos, n)
-                _pb_feature_lists(buf, s, pos, lists, _MAX_DEPTH - 1)
-            else:
-                pos = _pb_skip(buf, pos, n, field, wt, _MAX_DEPTH)
-    except WireError as exc:
-        raise DecodeError(f"Error parsing message with type 'tensorflow.SequenceExample': {exc}") from None
+    _pb_message(
+        buf,
+        "SequenceExample",
+        {
+            1: lambda s, e, d: _pb_features(buf, s, e, ctx, d),
+            2: lambda s, e, d: _pb_feature_lists(buf, s, e, lists, d),
+        },
+    )
     context = {key: _pb_value(buf, kind, chunks) for key, (kind, chunks) in ctx.items()}
     steps = {key: [_pb_value(buf, kind, chunks) for kind, chunks in lst] for key, lst in lists.items()}
     return context, steps
