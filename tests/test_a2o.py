@@ -442,7 +442,7 @@ def _mutated_names(draw) -> str:
     return name
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(st.one_of(_fragment_names, _char_names, _mutated_names(), _mutated_names()))
 def test_equivalent_to_notebook_regex(name: str) -> None:
     assume(notebook_is_fast(name))

@@ -137,7 +137,7 @@ def test_a_record_that_does_not_fit_is_refused_before_writing():
     assert np.all(out[60:] == 7)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_damaged_streams_end_in_our_errors_or_the_general_answer(data):
     """Random bit flips and cuts: an error of ours (or DoesNotFit), or the same

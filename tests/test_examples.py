@@ -707,7 +707,7 @@ def assert_agrees_with_upb(data: bytes) -> None:
 
 
 @needs_upb
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(example_wire, st.integers(0, 3), st.randoms(use_true_random=False))
 def test_protobuf_view_agrees_with_upb_on_odd_wire_data(data, damage, rnd):
     buf = bytearray(data)

@@ -411,7 +411,7 @@ def test_kill_9_at_random_points_then_rerun(tmp_path):
     duration = time.perf_counter() - t0  # from the first output to the end
     rng = random.Random(1234)
     killed_mid_shard = 0
-    for i in range(20):
+    for i in range(8):
         out = tmp_path / f"out{i}"
         proc = start_and_wait_for_output(out)  # then kill at a random moment
         time.sleep(rng.uniform(0.0, 0.9) * duration)
@@ -432,7 +432,7 @@ def test_kill_9_at_random_points_then_rerun(tmp_path):
         import shutil
 
         shutil.rmtree(out)
-    assert killed_mid_shard >= 5  # the kills really landed inside shards
+    assert killed_mid_shard >= 2  # the kills really landed inside shards
 
 
 def test_sample_cli(tmp_path):

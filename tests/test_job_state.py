@@ -279,7 +279,7 @@ def _start_job(tmp_path: Path, n: int = 6, records: int = 40) -> tuple[subproces
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_to_the_parent_stops_everything_and_keeps_what_is_published(tmp_path, sig, code):
-    proc, out, src = _start_job(tmp_path)
+    proc, out, src = _start_job(tmp_path, n=12, records=30)  # plenty left to do when the signal comes
     wait_for(lambda: len(recorded(out)) >= 1, proc, "a recorded shard")
     proc.send_signal(sig)  # to the parent alone
     _, err = proc.communicate(timeout=60)

@@ -247,7 +247,7 @@ def _payload(draw, depth: int = 0):
     return draw(_plain) + framed + draw(_plain)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     payloads=st.lists(_payload(), min_size=0, max_size=12),
     cuts=st.lists(st.floats(0, 1, exclude_min=True, exclude_max=True), max_size=8),
