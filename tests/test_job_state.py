@@ -272,7 +272,14 @@ def _start_job(tmp_path: Path, n: int = 6, records: int = 40) -> tuple[subproces
     src = make_shards(tmp_path / "src", n, records=records)
     out = tmp_path / "out"
     cmd = [*CLI, "extract", *map(str, src), "--out", str(out), "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    # started as a background shell job would be: SIGINT ignored (the job must still stop on it)
+    proc = subprocess.Popen(
+        cmd,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     return proc, out, src
 
 

@@ -80,7 +80,10 @@ def _process_context() -> Any:
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """In the main thread, SIGTERM (and SIGHUP) raise :class:`Terminated` like Ctrl-C does."""
+    """In the main thread, SIGINT, SIGTERM (and SIGHUP) raise :class:`Terminated` (a
+    ``KeyboardInterrupt``), whatever disposition the process inherited: a job
+    started from a background shell job inherits SIGINT ignored, yet Ctrl-C or
+    ``kill -INT`` must still stop it cleanly."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -88,7 +91,7 @@ def _signals_raise() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
-    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {s: signal.signal(s, handler) for s in wanted}
     try:
         yield
