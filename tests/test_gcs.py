@@ -186,7 +186,10 @@ def test_short_bodies_resume_at_the_exact_byte():
             return self.data[start : start + max(1, (end - start) // 3)]
 
     fs = Stingy(data)
-    f = RangedInput(fs, "x", url="mem://x", size=len(data), block_size=100_000, retries=20, retry_delay=0)
+    # concurrency=1: requests in object order (the concurrent case: tests/test_remote_concurrency.py)
+    f = RangedInput(
+        fs, "x", url="mem://x", size=len(data), block_size=100_000, retries=20, retry_delay=0, concurrency=1
+    )
     assert f.read() == data
     starts = [s for s, _ in fs.calls]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)  # never the same byte twice
