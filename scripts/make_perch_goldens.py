@@ -36,9 +36,7 @@ def example(filename: str, ts: float, embedding: np.ndarray, heads: dict[str, np
     feats = {
         "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode()])),
         "timestamp_s": tf.train.Feature(float_list=tf.train.FloatList(value=[ts])),
-        "embedding": tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(embedding).numpy()])
-        ),
+        "embedding": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.serialize_tensor(embedding).numpy()])),
         "embedding_shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(embedding.shape))),
     }
     for name, arr in heads.items():
@@ -72,7 +70,13 @@ def decode(path: Path, dtype: tf.DType, heads: list[str]) -> tuple[dict[str, np.
         for t in range(t_n):
             for c in range(c_n):
                 rows.append(
-                    {"filename": name, "timestamp_s": ts, "window_index": t, "offset_s": ts + t * HOP, "channel_index": c}
+                    {
+                        "filename": name,
+                        "timestamp_s": ts,
+                        "window_index": t,
+                        "offset_s": ts + t * HOP,
+                        "channel_index": c,
+                    }
                 )
     return {k: np.concatenate(v) for k, v in blocks.items()}, rows
 
