@@ -62,18 +62,16 @@ from .compression import ReadableStream
 from .errors import DecodeError, Location, SchemaError, TFRecordError
 from .example import (
     _NP_DTYPE,
-    _TF_KIND,
     _TF_NAME,
     FixedLenFeature,
     SparseValue,
     VarLenFeature,
     _as_buffer,
     _object_array,
-    _parse_fixed,
-    _parse_varlen,
     _preview,
     _sparse,
     _tf_entries,
+    _tf_feature,
 )
 from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, RecordScanner
 from .reader import iter_record_blocks
@@ -173,15 +171,7 @@ def _parse_record(buf: Any, plan: _Plan) -> dict[str, np.ndarray | SparseValue]:
             if isinstance(feat, VarLenFeature) and name not in found:
                 found[name] = _sparse(np.empty(0, dtype=_NP_DTYPE[feat.dtype]))
             continue
-        dtype = _TF_KIND.get(buf[vs])
-        if dtype is None:
-            raise DecodeError(f"Key: {name}.  Unsupported datatype. (Feature field tag 0x{buf[vs]:02x})")
-        if name in found:
-            continue  # an earlier duplicate: TF logs "data loss" and skips it
-        if isinstance(feat, FixedLenFeature):
-            found[name] = _parse_fixed(buf, name, feat, dtype, vs, ve)
-        else:
-            found[name] = _parse_varlen(buf, name, feat, dtype, vs, ve)
+        _tf_feature(buf, name, feat, vs, ve, found)
     for name in sorted(plan.spec):  # TF checks required dense keys in name order
         feat = plan.spec[name]
         if name in found or not isinstance(feat, FixedLenFeature):

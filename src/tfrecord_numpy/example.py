@@ -758,6 +758,22 @@ def _parse_varlen(buf: Any, name: str, feat: VarLenFeature, dtype: str, vs: int,
     return _sparse(values)
 
 
+def _tf_feature(
+    buf: Any, name: str, feat: FixedLenFeature | VarLenFeature, vs: int, ve: int, found: dict[str, Any]
+) -> None:
+    """One map entry's Feature ``buf[vs:ve]`` into ``found[name]``, as TensorFlow takes it:
+    the kind is checked first, then an earlier duplicate (already in ``found``) wins."""
+    dtype = _TF_KIND.get(buf[vs])
+    if dtype is None:
+        raise DecodeError(f"Key: {name}.  Unsupported datatype. (Feature field tag 0x{buf[vs]:02x})")
+    if name in found:
+        return  # an earlier duplicate: TF logs "data loss" and skips it
+    if isinstance(feat, FixedLenFeature):
+        found[name] = _parse_fixed(buf, name, feat, dtype, vs, ve)
+    else:
+        found[name] = _parse_varlen(buf, name, feat, dtype, vs, ve)
+
+
 def _parse_with_spec(buf: Any, spec: Spec) -> dict[str, np.ndarray | SparseValue]:
     wanted: dict[bytes, tuple[str, FixedLenFeature | VarLenFeature]] = {}
     for name, feat in spec.items():
@@ -779,15 +795,7 @@ def _parse_with_spec(buf: Any, spec: Spec) -> dict[str, np.ndarray | SparseValue
         name, feat = hit
         if vs == ve:
             continue  # no oneof member: TF treats the feature as absent
-        dtype = _TF_KIND.get(buf[vs])
-        if dtype is None:
-            raise DecodeError(f"Key: {name}.  Unsupported datatype. (Feature field tag 0x{buf[vs]:02x})")
-        if name in found:
-            continue  # an earlier duplicate: TF logs "data loss" and skips it
-        if isinstance(feat, FixedLenFeature):
-            found[name] = _parse_fixed(buf, name, feat, dtype, vs, ve)
-        else:
-            found[name] = _parse_varlen(buf, name, feat, dtype, vs, ve)
+        _tf_feature(buf, name, feat, vs, ve, found)
 
     out: dict[str, np.ndarray | SparseValue] = {}
     for name in sorted(spec):  # TF's Python layer orders dense keys by name
