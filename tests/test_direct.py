@@ -170,3 +170,65 @@ def test_damaged_streams_end_in_our_errors_or_the_general_answer(data):
     assert got == want[: len(got)]
     if err is None:
         assert want_err is None and got == want
+
+
+class _CountingStream(io.BytesIO):
+    """A stream that counts the reads the direct path makes."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        self.reads += 1
+        return super().readinto(b)
+
+
+def test_direct_reads_twice_per_record_and_parses_a_repeated_layout_once(monkeypatch):
+    """The next record's header and prefix come with the previous record's tail,
+    and a layout seen on the previous record (same bytes before the tensor, same
+    length) is not parsed again."""
+    import tfrecord_numpy.perch.direct as direct
+
+    records = list(iter_a2o_records(40, windows=2, channels=3, dims=16, seed=3))
+    parsed = []
+    real = direct.embedding_layout
+    monkeypatch.setattr(direct, "embedding_layout", lambda p, n: parsed.append(n) or real(p, n))
+    blob = io.BytesIO()
+    write_records(blob, records)
+    stream = _CountingStream(blob.getvalue())
+    want = _general(records)
+    out = np.zeros((40 * 6, 16), np.float32)
+    got = [(rec, row) for _, _, rec, row in iter_a2o_into(stream, out)]
+    _assert_same(want, got, out)
+    assert stream.reads <= 2 * 40 + 3  # tensor bytes, then tail + next lead; the first lead; EOF twice
+    # the layout is parsed again only where the bytes before the tensor changed
+    heads = {bytes(memoryview(r)[: real(memoryview(r)[:256], len(r)).content_start]) for r in records}
+    assert len(parsed) <= len(heads) + 1 < 40
+
+
+def test_direct_layout_memo_never_serves_a_record_whose_head_changed():
+    """Records of one length whose bytes before the tensor differ (another dtype
+    or shape of the same size) are parsed, not taken from the previous record."""
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    b = np.arange(24, dtype=np.int32).reshape(2, 3, 4)  # same bytes, another dtype
+    recs = [
+        _entry_record(a),
+        _entry_record(b),
+    ]
+    assert len(recs[0]) == len(recs[1])
+    out = np.zeros((12, 4), np.float32)
+    with pytest.raises(DoesNotFit):
+        list(iter_a2o_into(io.BytesIO(_framed(recs)), out))
+
+
+def _entry_record(arr: np.ndarray) -> bytes:
+    from tfrecord_numpy.perch.synth import a2o_example
+
+    return a2o_example("20200101T000000Z_Arkaba-Dry-A_1.flac", 0.0, arr)
+
+
+def _framed(records: list[bytes]) -> bytes:
+    blob = io.BytesIO()
+    write_records(blob, records)
+    return blob.getvalue()

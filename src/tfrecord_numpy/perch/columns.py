@@ -8,12 +8,13 @@ The values are the ones :mod:`.rows` writes (a test holds them together).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from ..errors import TFRecordError
-from .names import METADATA_COLUMNS, parse_filename, recording_offsets
+from ..errors import SchemaError, TFRecordError
+from .names import METADATA_COLUMNS, RecordName, parse_filename
 from .options import DEFAULT_HOP_SECONDS, ExtractOptions
 from .records import A2ORecord
 from .rows import PERCH_COLUMNS, A2ORowEncoder
@@ -26,7 +27,13 @@ def _per_window(counts: np.ndarray) -> np.ndarray:
 
 
 class ColumnEncoder:
-    """An :class:`.rows.Encoder` that keeps columns instead of JSON text (``rows`` returns [])."""
+    """An :class:`.rows.Encoder` that keeps columns instead of JSON text (``rows`` returns []).
+
+    Per record it keeps a handful of values (the parsed name is cached, as
+    every 60 s segment of a recording repeats it); every per-row value,
+    ``recording_offset_in_file`` included, is computed in :meth:`columns`
+    with the same float32 arithmetic as :func:`.names.recording_offsets`.
+    """
 
     def __init__(self, sites: dict[str, Any], options: ExtractOptions, shard: str) -> None:
         self.schema = options.schema
@@ -35,47 +42,60 @@ class ColumnEncoder:
         self._a2o = A2ORowEncoder(sites, options, shard)
         self.windows: list[int] = []
         self.channels: list[int] = []
-        self.offsets: list[int] = []  # a2o: per window
-        self.per_record: dict[str, list[Any]] = {}
+        self.timestamps: list[float] = []  # float32 values (a2o) / float64 (perch), per record
+        self.filenames: list[str] = []
+        self.names: list[RecordName] = []  # a2o
+        self.site_ids: list[Any] = []  # a2o
+        self.where: list[tuple[int, int]] = []  # (index, offset) per record, for errors found in columns()
 
     @property
     def unknown_sites(self) -> int:
         return self._a2o.unknown_sites
 
-    def _add(self, **values: Any) -> None:
-        for key, value in values.items():
-            self.per_record.setdefault(key, []).append(value)
+    def _not_finite(self, ts: float, index: int, offset: int) -> SchemaError:
+        return SchemaError(
+            f"timestamp_s is {ts}, not a finite number of seconds", path=self.shard, index=index, offset=offset
+        )
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
         windows, channels, _ = rec.embedding.shape
         if self.schema == "perch":
             ts = float(rec.timestamp_s)
-            if not np.isfinite(ts):
-                from ..errors import SchemaError
-
-                raise SchemaError(
-                    f"timestamp_s is {ts}, not a finite number of seconds", path=self.shard, index=index, offset=offset
-                )
-            self._add(filename=rec.filename, timestamp_s=ts)
         else:
             try:
                 name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
-                self.offsets.extend(recording_offsets(rec.timestamp_s, windows, self.hop))
             except TFRecordError as exc:
                 raise exc.located(path=self.shard, index=index, offset=offset) from None
-            site_id = self._a2o.site_id(name, windows * channels, index, offset)
-            self._add(
-                file_timestamp=name.file_timestamp,
-                file_seconds_since_midnight=name.file_seconds_since_midnight,
-                site_id=site_id,
-                site_name=name.site_name,
-                subsite_name=name.subsite_name,
-                file_seq_id=name.file_seq_id,
-                filename=rec.filename,
-            )
+            ts = float(np.float32(rec.timestamp_s))
+            if not math.isfinite(ts):  # before the site, as the row encoder checks them
+                raise self._not_finite(ts, index, offset)
+            self.site_ids.append(self._a2o.site_id(name, windows * channels, index, offset))
+            self.names.append(name)
+        if not math.isfinite(ts):
+            raise self._not_finite(ts, index, offset)
+        self.timestamps.append(ts)
+        self.filenames.append(rec.filename)
         self.windows.append(windows)
         self.channels.append(channels)
+        self.where.append((index, offset))
         return []
+
+    def _offsets(self, t: np.ndarray, window_index: np.ndarray) -> np.ndarray:
+        """``recording_offset_in_file`` per window: ``int(ts + float32(hop * window))`` in float32."""
+        ts = np.repeat(np.asarray(self.timestamps, dtype=np.float32), t)
+        hop = (float(self.hop) * window_index.astype(np.float64)).astype(np.float32)
+        values = ts + hop
+        too_big = np.flatnonzero(np.abs(values) >= np.float32(2**63))
+        if too_big.size:  # int() would exceed int64: name the record
+            record = int(np.searchsorted(np.cumsum(t), too_big[0], side="right"))
+            index, offset = self.where[record]
+            raise SchemaError(
+                f"recording_offset_in_file {float(values[too_big[0]])} does not fit in int64",
+                path=self.shard,
+                index=index,
+                offset=offset,
+            )
+        return values.astype(np.int64)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The rows, as ``{column: array}`` in the schema's column order."""
@@ -84,34 +104,36 @@ class ColumnEncoder:
         per_row = t * c  # rows of each record
         c_of_window = np.repeat(c, t)
         channel_index = _per_window(c_of_window)
+        window_index = _per_window(t)
 
-        def record_col(key: str, dtype: Any) -> np.ndarray:
-            values = self.per_record.get(key, [])
-            arr = np.empty(len(values), dtype=object) if dtype is object else np.asarray(values, dtype=dtype)
+        def record_col(values: list[Any], dtype: Any) -> np.ndarray:
             if dtype is object:
+                arr = np.empty(len(values), dtype=object)
                 arr[:] = values
+            else:
+                arr = np.asarray(values, dtype=dtype)
             return np.repeat(arr, per_row)
 
         if self.schema == "perch":
-            window_index = _per_window(t)
-            ts_of_window = np.repeat(np.asarray(self.per_record.get("timestamp_s", []), dtype=np.float64), t)
+            ts_of_window = np.repeat(np.asarray(self.timestamps, dtype=np.float64), t)
             out = {
-                "filename": record_col("filename", object),
-                "timestamp_s": record_col("timestamp_s", np.float64),
+                "filename": record_col(self.filenames, object),
+                "timestamp_s": record_col(self.timestamps, np.float64),
                 "window_index": np.repeat(window_index, c_of_window),
                 "offset_s": np.repeat(ts_of_window + window_index * float(self.hop), c_of_window),
                 "channel_index": channel_index,
             }
             return {k: out[k] for k in PERCH_COLUMNS}
+        names = self.names
         out = {
-            "file_timestamp": record_col("file_timestamp", np.int64),
-            "file_seconds_since_midnight": record_col("file_seconds_since_midnight", np.int64),
-            "recording_offset_in_file": np.repeat(np.asarray(self.offsets, dtype=np.int64), c_of_window),
+            "file_timestamp": record_col([n.file_timestamp for n in names], np.int64),
+            "file_seconds_since_midnight": record_col([n.file_seconds_since_midnight for n in names], np.int64),
+            "recording_offset_in_file": np.repeat(self._offsets(t, window_index), c_of_window),
             "channel_index": channel_index,
-            "site_id": record_col("site_id", object),
-            "site_name": record_col("site_name", object),
-            "subsite_name": record_col("subsite_name", object),
-            "file_seq_id": record_col("file_seq_id", np.int64),
-            "filename": record_col("filename", object),
+            "site_id": record_col(self.site_ids, object),
+            "site_name": record_col([n.site_name for n in names], object),
+            "subsite_name": record_col([n.subsite_name for n in names], object),
+            "file_seq_id": record_col([n.file_seq_id for n in names], np.int64),
+            "filename": record_col(self.filenames, object),
         }
         return {k: out[k] for k in METADATA_COLUMNS}

@@ -11,7 +11,7 @@ the general path, so the results are the same either way.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -73,12 +73,49 @@ def _read_exactly(stream: ReadableStream, view: memoryview) -> int:
     return got
 
 
+class _Ahead:
+    """The stream with the next record's first bytes read ahead: a record costs two
+    reads (its tensor bytes; then its tail with the next header and prefix)."""
+
+    def __init__(self, stream: ReadableStream, size: int) -> None:
+        self.stream = stream
+        self.buf = bytearray(size)
+        self.start = self.end = 0
+
+    def fill(self, want: int) -> int:
+        """Hold at least ``want`` bytes, fewer only at the end of the stream; returns how many."""
+        held = self.end - self.start
+        if held >= want:
+            return held
+        if want > len(self.buf):
+            self.buf = bytearray(self.buf[self.start : self.end]) + bytearray(want - held)
+        elif self.start:
+            self.buf[:held] = self.buf[self.start : self.end]
+        self.start, self.end = 0, held
+        self.end += _read_exactly(self.stream, memoryview(self.buf)[held:want])
+        return self.end - self.start
+
+    def take(self, n: int) -> memoryview:
+        """The next ``n`` held bytes (valid until the next :meth:`fill`)."""
+        view = memoryview(self.buf)[self.start : self.start + n]
+        self.start += len(view)
+        return view
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view``: held bytes first, then straight from the stream."""
+        n = min(len(view), self.end - self.start)
+        view[:n] = memoryview(self.buf)[self.start : self.start + n]
+        self.start += n
+        return n + _read_exactly(self.stream, view[n:])
+
+
 def iter_a2o_into(
     stream: ReadableStream,
     out: np.ndarray,
     *,
     path: str | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    before_write: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[int, int, A2ORecord, int]]:
     """Yield ``(index, offset, record, first_row)`` for each record of ``stream``,
     its embedding rows already in ``out[first_row : first_row + T*C]``.
@@ -87,70 +124,77 @@ def iter_a2o_into(
     in it (another dtype or width, or more rows than predicted) raises
     :class:`DoesNotFit` before anything of it is written.
     The yielded record's ``embedding`` is a view into ``out``.
+    ``before_write(end)`` is called before bytes up to ``end`` (from the
+    start of ``out``) are written (see :class:`tfrecord_numpy.prefault.Prefaulter`).
+    A record whose bytes in front of the tensor equal the previous record's
+    (and of the same length) has its layout: it is not parsed again.
     """
     flat = out.reshape(-1).view(np.uint8)
     row_bytes = out.shape[1] * out.dtype.itemsize
-    header = memoryview(bytearray(HEADER_BYTES))
-    prefix_buf = memoryview(bytearray(PREFIX_BYTES))
-    scratch = bytearray(1 << 16)
+    lead = HEADER_BYTES + PREFIX_BYTES
+    ahead = _Ahead(stream, 1 << 16)
     index = offset = row = 0
+    last: tuple[int, bytes, EmbeddingLayout] | None = None  # (length, bytes before the tensor, layout)
     while True:
         where: Location = {"path": path, "index": index, "offset": offset}
-        got = _read_exactly(stream, header)
+        got = ahead.fill(lead)
         if got == 0:
             return
         if got < HEADER_BYTES:
             raise TruncatedRecordError(
                 f"truncated record: data ends inside the 12-byte header ({got} bytes present)", **where
             )
+        header = ahead.take(HEADER_BYTES)
         length = check_header(header, max_record_bytes=max_record_bytes)
         if length < 0:
             raise header_error(length, header, max_record_bytes=max_record_bytes, **where)
         n1 = min(length, PREFIX_BYTES)
-        prefix = prefix_buf[:n1]
-        if _read_exactly(stream, prefix) < n1:
+        if got - HEADER_BYTES < n1:
             raise TruncatedRecordError("truncated record: data ends inside the payload", **where)
-        layout = embedding_layout(prefix, length)
+        prefix = ahead.take(n1)
+        if last is not None and last[0] == length and prefix[: len(last[1])] == last[1]:
+            layout: EmbeddingLayout | None = last[2]
+        else:
+            layout = embedding_layout(prefix, length)
+            if layout is not None:
+                last = (length, bytes(prefix[: layout.content_start]), layout)
         rows = layout.shape[0] * layout.shape[1] if layout else 0
         if layout is not None and (
             layout.dtype != out.dtype or layout.shape[2] != out.shape[1] or row + rows > out.shape[0]
         ):
             raise DoesNotFit(f"record {index} does not fit the output array")
-        if layout is not None and layout.content_start + layout.content_len >= n1:
+        if layout is not None and last is not None and layout.content_start + layout.content_len >= n1:
+            head = last[1]  # the bytes before the tensor (prefix's view is reused below)
             dst = flat[row * row_bytes : row * row_bytes + layout.content_len]
+            if before_write is not None:
+                before_write(row * row_bytes + layout.content_len)
             already = n1 - layout.content_start
             dst[:already] = np.frombuffer(prefix[layout.content_start : n1], np.uint8)
-            if _read_exactly(stream, dst.data[already:]) < layout.content_len - already:
+            if ahead.readinto(dst.data[already:]) < layout.content_len - already:
                 raise TruncatedRecordError("truncated record: data ends inside the payload", **where)
             tail_len = length - (layout.content_start + layout.content_len)
-            if len(scratch) < tail_len + FOOTER_BYTES:
-                scratch = bytearray(tail_len + FOOTER_BYTES)
-            tail = memoryview(scratch)[: tail_len + FOOTER_BYTES]
-            if _read_exactly(stream, tail) < len(tail):
+            if ahead.fill(tail_len + FOOTER_BYTES + lead) < tail_len + FOOTER_BYTES:
                 raise TruncatedRecordError("truncated record: data ends inside the payload or footer", **where)
-            crc = crc32c(prefix[: layout.content_start])
+            tail = ahead.take(tail_len + FOOTER_BYTES)
+            crc = crc32c(head)
             crc = crc32c(dst.data, crc)
             crc = crc32c(tail[:tail_len], crc)
             (want,) = struct.unpack_from("<I", tail, tail_len)
             if mask_crc(crc) != want:
                 raise CorruptRecordError("corrupted record: data CRC mismatch", which="data", **where)
             # the other features: the map entries before the embedding and after it
-            head = prefix[: layout.content_start]
-            rec = _other_features(head, layout, tail[:tail_len])
+            rec = _other_features(memoryview(head), layout, tail[:tail_len])
             if rec is None:  # unusual: reassemble the record for the general path
-                whole = memoryview(bytes(head) + dst.tobytes() + bytes(tail[:tail_len]))
+                whole = memoryview(head + dst.tobytes() + bytes(tail[:tail_len]))
                 rec = _decode(whole, where)
                 if rec.embedding.shape != layout.shape:
                     raise SchemaError("embedding shape changed between reads", **where)
             rec.embedding = out[row : row + rows].reshape(layout.shape)
         else:
             # any other layout: the whole record through the general reader's decoder
-            rest_len = length - n1 + FOOTER_BYTES
-            if len(scratch) < length + FOOTER_BYTES:
-                scratch = bytearray(length + FOOTER_BYTES)
-            whole = memoryview(scratch)[: length + FOOTER_BYTES]
+            whole = memoryview(bytearray(length + FOOTER_BYTES))
             whole[:n1] = prefix
-            if _read_exactly(stream, whole[n1:]) < rest_len:
+            if ahead.readinto(whole[n1:]) < length - n1 + FOOTER_BYTES:
                 raise TruncatedRecordError("truncated record: data ends inside the payload or footer", **where)
             if not check_footer(whole, 0, length):
                 raise CorruptRecordError("corrupted record: data CRC mismatch", which="data", **where)
@@ -159,6 +203,8 @@ def iter_a2o_into(
             rows = emb.shape[0] * emb.shape[1]
             if emb.dtype != out.dtype or emb.shape[2] != out.shape[1] or row + rows > out.shape[0]:
                 raise DoesNotFit(f"record {index} does not fit the output array")
+            if before_write is not None:
+                before_write((row + rows) * row_bytes)
             out[row : row + rows] = emb.reshape(rows, emb.shape[2])
             rec.embedding = out[row : row + rows].reshape(emb.shape)
         yield index, offset, rec, row

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ..framing import RecordScanner
+from ..prefault import Prefaulter
 from ..reader import iter_record_views
 from ..storage import open_source
 from .columns import ColumnEncoder
@@ -106,11 +107,17 @@ def _read_shard_direct(
         texts: list[str] = []
         filled = 0
         try:
-            for index, offset, rec, row in iter_a2o_into(
-                opened.stream, out, path=src, max_record_bytes=options.max_record_bytes
-            ):
-                texts.extend(encoder.rows(rec, index, offset))
-                filled = row + rec.embedding.shape[0] * rec.embedding.shape[1]
+            # the fresh array's pages are faulted in by a second thread, ahead of the reads
+            with Prefaulter(out) as prefault:
+                for index, offset, rec, row in iter_a2o_into(
+                    opened.stream,
+                    out,
+                    path=src,
+                    max_record_bytes=options.max_record_bytes,
+                    before_write=prefault.ready,
+                ):
+                    texts.extend(encoder.rows(rec, index, offset))
+                    filled = row + rec.embedding.shape[0] * rec.embedding.shape[1]
         except DoesNotFit:
             return None
     finally:
