@@ -311,6 +311,63 @@ def test_signal_to_the_parent_stops_everything_and_keeps_what_is_published(tmp_p
 
 
 @pytest.mark.slow
+def test_ctrl_c_at_any_moment_of_start_up_is_a_clean_stop(tmp_path):
+    """Ctrl-C while modules load, while the plan is made or while workers start:
+    exit 130 or 0 with one line, never a traceback (from the parent or from a
+    half-started worker), never a process left behind; the rerun completes."""
+    src = make_shards(tmp_path / "src", 4, records=20)
+    out = tmp_path / "out"
+    cmd = [*CLI, "extract", *map(str, src), "--out", str(out), "--workers", "2", "--quiet"]
+    for delay in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0):
+        proc = subprocess.Popen(cmd + ["--overwrite"], start_new_session=True, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 130), (delay, err)
+        assert "Traceback" not in err, (delay, err)
+        deadline = time.monotonic() + 30  # a safety net: children are reaped asynchronously
+        while session_pids(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session_pids(proc.pid) == [], delay
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(recorded(out)) == len(src)
+
+
+def test_signal_gate_holds_a_stop_until_the_block_ends():
+    from tfrecord_numpy.perch.local import SignalGate, Terminated
+
+    gate = SignalGate()
+    with pytest.raises(Terminated) as stop:
+        with gate.deferred():
+            with gate.deferred():  # nested: the stop waits for the outer block
+                gate.signalled(signal.SIGTERM)
+                gate.signalled(signal.SIGINT)  # the first one is kept
+            reached = True
+    assert reached and stop.value.signum == signal.SIGTERM
+    with pytest.raises(Terminated):
+        gate.signalled(signal.SIGINT)  # outside a block: at once
+    with gate.deferred():
+        pass  # nothing pending: no stop
+
+
+def test_package_names_load_on_first_use():
+    """``import tfrecord_numpy.cli`` loads neither numpy nor protobuf (so the CLI
+    catches Ctrl-C from its first moment); every public name still resolves."""
+    code = (
+        "import sys, tfrecord_numpy.cli, tfrecord_numpy as t;"
+        "print('numpy' in sys.modules, 'google.protobuf' in sys.modules);"
+        "print(all(getattr(t, n) is not None for n in t.__all__), sorted(t.__all__) == sorted(t._EXPORTS))"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert got == ["False", "False", "True", "True"]
+    import tfrecord_numpy
+
+    with pytest.raises(AttributeError):
+        tfrecord_numpy.no_such_name  # noqa: B018
+
+
+@pytest.mark.slow
 def test_a_dead_worker_is_named_in_one_line(tmp_path):
     proc, out, src = _start_job(tmp_path, n=4, records=60)
 

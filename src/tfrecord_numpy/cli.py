@@ -348,6 +348,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:  # from the first moment: a Ctrl-C while modules load is a clean stop too
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # Ctrl-C, or SIGTERM/SIGHUP during a job
+        print(
+            f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "
+            "shards already published are recorded, a rerun does the rest",
+            file=sys.stderr,
+        )
+        return 128 + signum
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from .errors import TFRecordError
 
     parser = build_parser()
@@ -365,14 +378,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", 2)  # Ctrl-C, or SIGTERM/SIGHUP during a job
-        print(
-            f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "
-            "shards already published are recorded, a rerun does the rest",
-            file=sys.stderr,
-        )
-        return 128 + signum
     except (TFRecordError, ValueError, OSError, RuntimeError, ImportError) as exc:
         msg = str(exc).replace("\n", " ")
         print(f"tfrecord-numpy: error: {type(exc).__name__}: {msg}", file=sys.stderr)

@@ -78,23 +78,56 @@ def _process_context() -> Any:
     return mp.get_context("spawn")
 
 
+class SignalGate:
+    """Where a stop signal may not land: :meth:`deferred` holds it until its block ends.
+
+    Starting a worker forks a process that the pool registers only after
+    ``start()`` returns; a stop raised in between would leave a worker the
+    pool cannot terminate, which then fails (printing a traceback) on the
+    semaphores the exiting parent removed.
+    """
+
+    def __init__(self) -> None:
+        self._deferring = 0
+        self._pending: int | None = None
+
+    def signalled(self, signum: int) -> None:
+        if self._deferring:
+            self._pending = self._pending or signum
+            return
+        raise Terminated(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise Terminated(signum)
+
+
 @contextmanager
-def _signals_raise() -> Iterator[None]:
+def _signals_raise() -> Iterator[SignalGate]:
     """In the main thread, SIGINT, SIGTERM (and SIGHUP) raise :class:`Terminated` (a
     ``KeyboardInterrupt``), whatever disposition the process inherited: a job
     started from a background shell job inherits SIGINT ignored, yet Ctrl-C or
-    ``kill -INT`` must still stop it cleanly."""
+    ``kill -INT`` must still stop it cleanly.  Inside the yielded gate's
+    :meth:`SignalGate.deferred` blocks the stop waits for the block to end."""
+    gate = SignalGate()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield gate
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
+        gate.signalled(signum)
 
     wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {s: signal.signal(s, handler) for s in wanted}
     try:
-        yield
+        yield gate
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -122,7 +155,7 @@ def extract(
     opts = ExtractOptions.build(**options)
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise ValueError(f"workers must be a whole number >= 1, not {workers!r}")
-    with _signals_raise(), Job(sources, dest, opts) as job:
+    with _signals_raise() as gate, Job(sources, dest, opts) as job:
         todo = job.plan.todo
         n = max(1, min(int(workers or os.cpu_count() or 1), len(todo) or 1))
         plan = job.plan
@@ -139,12 +172,13 @@ def extract(
             for f in todo:
                 job.shard_finished(extract_shard(f, plan.dest_url, opts.for_workers(), plan.site_map, progress=bar))
         elif todo:
-            _run_pool(job, n)
+            _run_pool(job, n, gate)
         return job.summary(n)
 
 
-def _run_pool(job: Job, workers: int) -> None:
-    """Shards on ``workers`` processes, at most one in flight per worker."""
+def _run_pool(job: Job, workers: int, gate: SignalGate) -> None:
+    """Shards on ``workers`` processes, at most one in flight per worker.  A stop
+    never lands while a worker starts or while the pool is taken down."""
     plan, progress = job.plan, job.progress
     ctx = _process_context()
     queue = ctx.Queue() if progress.bar is not None else None  # byte counts from workers
@@ -154,9 +188,14 @@ def _run_pool(job: Job, workers: int) -> None:
     pending: dict[Future[dict[str, Any]], str] = {}
     todo = iter(plan.todo)
     first_error: BaseException | None = None
+
+    def submit(f: str) -> None:
+        with gate.deferred():  # the pool may start a worker here
+            pending[pool.submit(_run_shard, f, plan.dest_url, options, plan.site_map)] = f
+
     try:
         for f in todo:
-            pending[pool.submit(_run_shard, f, plan.dest_url, options, plan.site_map)] = f
+            submit(f)
             if len(pending) >= workers:
                 break
         while pending:
@@ -176,17 +215,19 @@ def _run_pool(job: Job, workers: int) -> None:
                         first_error = exc
             if first_error is None:
                 for f in todo:
-                    pending[pool.submit(_run_shard, f, plan.dest_url, options, plan.site_map)] = f
+                    submit(f)
                     if len(pending) >= workers:
                         break
         if first_error is not None:
             raise first_error
     except BaseException:
-        _kill_pool(pool)
+        with gate.deferred():
+            _kill_pool(pool)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _stop_drain(queue, drain)
+        with gate.deferred():
+            pool.shutdown(wait=True, cancel_futures=True)
+            _stop_drain(queue, drain)
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
