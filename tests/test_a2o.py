@@ -541,6 +541,15 @@ def test_recording_offset_uses_float32_like_the_notebook() -> None:
     big = a2o.metadata_rows(name, "f", 16777216.0, 2, 1)
     assert big[1]["recording_offset_in_file"] == int(np.float32(16777216.0) + np.float32(5))
     assert a2o.metadata_rows(name, "f", -0.5, 1, 1)[0]["recording_offset_in_file"] == 0  # int() truncates
+    huge = np.float32(3e38)  # beyond int64: Python's int, not a wrapped array value
+    assert [r["recording_offset_in_file"] for r in a2o.metadata_rows(name, "f", huge, 2, 1)] == [
+        int(huge),
+        int(huge + np.float32(5)),
+    ]
+    for ts in (0.3, 59.99, 1e7 + 0.5, -3.7):  # the one-array-op path, window by window
+        want = [int(np.float32(ts) + np.float32(0.96 * t)) for t in range(12)]
+        rows = a2o.metadata_rows(name, "f", ts, 12, 1, hop_seconds=0.96)
+        assert [r["recording_offset_in_file"] for r in rows] == want
     for bad in (float("nan"), float("inf")):
         with pytest.raises(SchemaError, match="finite"):
             a2o.metadata_rows(name, "f", bad, 1, 1)

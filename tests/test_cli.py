@@ -161,3 +161,21 @@ def test_read_concurrency_reaches_the_remote_reader(monkeypatch, capsys):
     assert cli.main(["verify", "--read-concurrency", "7", str(A2O_SHARDS[0])]) == 0
     assert remote.read_concurrency() == 7
     assert "5 records" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_the_interpreter_shuts_down_after_a_complete_run_is_ignored():
+    """After the command has done its work, a Ctrl-C that lands while Python shuts
+    down changes nothing: exit 0, no traceback (the entry point ignores SIGINT
+    once main() has returned)."""
+    from conftest import A2O_SHARDS
+
+    code = (
+        "import atexit, os, signal, sys\n"
+        "from tfrecord_numpy.cli import run\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))  # lands during shutdown\n"
+        f"sys.argv = ['tfrecord-numpy', 'verify', {str(A2O_SHARDS[0])!r}]\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "Traceback" not in done.stderr

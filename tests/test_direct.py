@@ -232,3 +232,57 @@ def _framed(records: list[bytes]) -> bytes:
     blob = io.BytesIO()
     write_records(blob, records)
     return blob.getvalue()
+
+
+def _same_record(got, want) -> None:
+    assert got.filename == want.filename
+    assert np.float32(got.timestamp_s).tobytes() == np.float32(want.timestamp_s).tobytes()
+    assert got.embedding.dtype == want.embedding.dtype and got.embedding.shape == want.embedding.shape
+    assert got.embedding.tobytes() == want.embedding.tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9)), min_size=1, max_size=5),
+    dtypes=st.lists(st.sampled_from(["float32", "float16", "int32", "float64"]), min_size=1, max_size=5),
+    order=st.permutations([0, 1, 2, 3]),
+    repeats=st.integers(1, 3),
+    data=st.data(),
+)
+def test_memoising_decoder_gives_the_general_answer(shapes, dtypes, order, repeats, data):
+    """The job's decoder remembers the last layout; runs of records that keep it,
+    change it, or keep their length while changing dtype or shape, all decode
+    exactly as decode_a2o_record decodes each alone (errors included)."""
+    from tfrecord_numpy import TFRecordError
+    from tfrecord_numpy.perch.records import A2ODecoder
+
+    decode = A2ODecoder()
+    i = 0
+    for shape, dtype in zip(shapes, dtypes):
+        for _ in range(repeats):
+            raw = bytearray(_record(np.arange(np.prod(shape), dtype=dtype).reshape(shape) + i, 5.0 * i, order=order))
+            if data.draw(st.booleans()):  # now and then a flipped bit
+                pos = data.draw(st.integers(0, len(raw) - 1))
+                raw[pos] ^= 1 << data.draw(st.integers(0, 7))
+            view = memoryview(bytes(raw))
+            try:
+                want = decode_a2o_record(view)
+            except TFRecordError as exc:
+                with pytest.raises(type(exc)):
+                    decode(view)
+            else:
+                _same_record(decode(view), want)
+            i += 1
+
+
+def test_memoising_decoder_walks_a_repeated_layout_once(monkeypatch):
+    import tfrecord_numpy.perch.records as records_mod
+
+    calls = []
+    real = records_mod.embedding_layout
+    monkeypatch.setattr(records_mod, "embedding_layout", lambda p, n: calls.append(n) or real(p, n))
+    decode = records_mod.A2ODecoder()
+    recs = list(read_records(A2O_SHARDS[0]))
+    for r in recs:
+        _same_record(decode(memoryview(r)), decode_a2o_record(memoryview(r)))
+    assert 1 <= len(calls) < len(recs) / 2

@@ -668,6 +668,61 @@ def test_old_sha256_manifests_still_verify_and_crc32c_is_checked(tmp_path):
     assert fixed["shards_extracted"] == 1 and fixed["shards_already_complete"] == 1
 
 
+def test_crc32c_combine_matches_the_crc_of_the_joined_bytes():
+    import crc32c
+
+    from tfrecord_numpy.checksum import crc32c_combine
+
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    for cut in (0, 1, 7, 128, 129, 4095, 4999, 5000):
+        a, b = data[:cut], data[cut:]
+        assert crc32c_combine(crc32c.crc32c(a), crc32c.crc32c(b), len(b)) == crc32c.crc32c(data), cut
+    big = 600_000_123  # a real shard's body length: the operator for it, not the bytes
+    assert crc32c_combine(0x12345678, 0, big) != crc32c_combine(0x12345678, 0, big + 1)
+
+
+@pytest.mark.parametrize("checksum", ["crc32c", "sha256"])
+def test_npy_checksum_comes_from_the_stream_not_a_pre_scan_or_a_read_back(tmp_path, monkeypatch, checksum):
+    """With CRC32C the shard is not pre-scanned for its row count and its .npy is
+    not read back: the rows' CRC, taken as they are written, is combined with the
+    final header's.  The recorded value is the file's true CRC32C."""
+    import base64
+    import hashlib
+
+    import crc32c
+
+    from tfrecord_numpy.perch import manifest as manifest_mod
+    from tfrecord_numpy.perch import shard as shard_mod
+
+    scans = []
+    real_predict = shard_mod.predict_rows
+    monkeypatch.setattr(shard_mod, "predict_rows", lambda *a, **k: scans.append(1) or real_predict(*a, **k))
+    read_back = []
+    real_checksum_of = manifest_mod.checksum_of
+    monkeypatch.setattr(
+        manifest_mod,
+        "checksum_of",
+        lambda fs, path, *a, **k: read_back.append(path) or real_checksum_of(fs, path, *a, **k),
+    )
+    src = make_shards(tmp_path / "src", 2, records=5)
+    out = tmp_path / "out"
+    extract(src, out, workers=1, quiet=True, checksum=checksum)
+    npy_read_back = [p for p in read_back if p.endswith(".npy")]
+    if checksum == "crc32c":
+        assert scans == [] and npy_read_back == []
+    else:
+        assert len(scans) == 2 and npy_read_back == []  # sha256: the predicted header, hashed as written
+    for entry in recorded(out).values():
+        data = (out / entry["embeddings"]["path"]).read_bytes()
+        want = (
+            base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+            if checksum == "crc32c"
+            else hashlib.sha256(data).hexdigest()
+        )
+        assert entry["embeddings"][checksum] == want
+
+
 def test_progress_costs_nothing_when_quiet_and_little_with_a_bar(tmp_path, monkeypatch):
     """--quiet asks no stream position at all; a bar asks once per few MB, not per record."""
     from tfrecord_numpy.perch import job as job_mod

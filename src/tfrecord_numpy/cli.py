@@ -384,5 +384,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
 
 
+def run() -> None:
+    """The console entry point: :func:`main`, then exit with its code.  Once main
+    has returned the job is over, so a Ctrl-C while the interpreter shuts down is
+    ignored (Python would otherwise restore the default action and the process
+    would die by SIGINT, with no message, after a complete run)."""
+    import signal
+
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

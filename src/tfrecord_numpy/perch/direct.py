@@ -28,10 +28,8 @@ from ..framing import (
     mask_crc,
 )
 from ..storage import readinto
-from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout, packed_int64s, walk_entries
+from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout, other_a2o_features
 from .records import A2ORecord, decode_a2o_record
-
-_OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
 
 
 class DoesNotFit(Exception):
@@ -46,16 +44,12 @@ def _decode(view: memoryview, where: Location) -> A2ORecord:
 
 
 def _other_features(head: memoryview, layout: EmbeddingLayout, tail: memoryview) -> A2ORecord | None:
-    """filename / timestamp_s / embedding_shape from the entries around the
-    embedding's; None when they are not plainly there (the caller falls back)."""
-    found: dict[bytes, memoryview] = {}
-    if not walk_entries(head, layout.body_start, layout.entry_start, found):
+    """filename / timestamp_s of the record around the embedding; None when they
+    are not plainly there (the caller falls back)."""
+    found = other_a2o_features(head, layout, tail)
+    if found is None:
         return None
-    if not walk_entries(tail, 0, len(tail), found) or set(found) != _OTHERS:
-        return None
-    ts, fn, shape = found[b"timestamp_s"], found[b"filename"], packed_int64s(found[b"embedding_shape"])
-    if len(ts) != 4 or shape is None or tuple(shape) != layout.shape:
-        return None
+    fn, ts = found
     try:
         filename = bytes(fn).decode("utf-8")
     except UnicodeDecodeError:

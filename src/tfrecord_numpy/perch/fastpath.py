@@ -157,3 +157,23 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
     except (WireError, SchemaError, IndexError):
         return None
     return None
+
+
+_OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
+
+
+def other_a2o_features(
+    head: memoryview, layout: EmbeddingLayout, tail: memoryview
+) -> tuple[memoryview, memoryview] | None:
+    """``(filename, timestamp_s packed float)`` from the map entries before the
+    embedding's (``head``) and after it (``tail``), with ``embedding_shape``
+    checked against the layout's; None when they are not plainly there."""
+    found: dict[bytes, memoryview] = {}
+    if not walk_entries(head, layout.body_start, layout.entry_start, found):
+        return None
+    if not walk_entries(tail, 0, len(tail), found) or found.keys() != _OTHERS:
+        return None
+    ts, shape = found[b"timestamp_s"], packed_int64s(found[b"embedding_shape"])
+    if len(ts) != 4 or shape is None or tuple(shape) != layout.shape:
+        return None
+    return found[b"filename"], ts

@@ -301,7 +301,17 @@ def recording_offsets(timestamp_s: float | np.floating, windows: int, hop_second
     ts = np.float32(timestamp_s)
     if not math.isfinite(ts):
         raise SchemaError(f"timestamp_s is {float(ts)}, not a finite number of seconds")
+    if abs(ts) < 2.0**62 and windows * abs(hop_seconds) < 2.0**62:  # int64 holds every sum: one array op
+        return (ts + _window_hops(windows, hop_seconds)).astype(np.int64).tolist()
     return [int(ts + np.float32(hop_seconds * t)) for t in range(windows)]
+
+
+@functools.lru_cache(maxsize=64)
+def _window_hops(windows: int, hop_seconds: float) -> np.ndarray:
+    """``float32(hop_seconds * t)`` for each window ``t`` (read-only, shared)."""
+    hops = np.array([np.float32(hop_seconds * t) for t in range(windows)], dtype=np.float32)
+    hops.flags.writeable = False
+    return hops
 
 
 def metadata_rows(

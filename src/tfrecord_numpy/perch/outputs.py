@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import crc32c as _crc32c
 import numpy as np
 
-from ..checksum import DEFAULT_CHECKSUM, Digest
+from ..checksum import DEFAULT_CHECKSUM, Digest, crc32c_combine, crc32c_spelling
 
 
 class NpyStreamWriter:
@@ -28,9 +29,14 @@ class NpyStreamWriter:
     stays False.
     """
 
-    def __init__(self, f: Any, rows_hint: int | None = None, hasher: StreamHasher | None = None) -> None:
+    def __init__(
+        self, f: Any, rows_hint: int | None = None, hasher: StreamHasher | None = None, *, crc_body: bool = False
+    ) -> None:
         self.f = f
         self.hasher = hasher  # fed every byte written, when the header is final from the start
+        # CRC32C of the rows alone, as they are written; the file's is combined with the final header's
+        self._body_crc: int | None = 0 if crc_body else None
+        self._body_len = 0
         self.dtype: np.dtype | None = None
         self.dim: int | None = None
         self.rows = 0
@@ -65,7 +71,19 @@ class NpyStreamWriter:
         self.bytes_written += len(data)
         if self.hasher is not None:
             self.hasher.feed(data)
+        if self._body_crc is not None:
+            self._body_crc = _crc32c.crc32c(data, self._body_crc)
+            self._body_len += len(data)
         self.rows += int(block.shape[0])
+
+    def file_crc32c(self) -> str | None:
+        """After :meth:`close`: the whole file's CRC32C (manifest spelling), from the
+        rows' CRC computed as they streamed out and the final header's; None when
+        not kept (``crc_body=False``) or for the empty-array file."""
+        if self._body_crc is None or self.dtype is None:
+            return None
+        head = _crc32c.crc32c(self._header(self.rows))
+        return crc32c_spelling(crc32c_combine(head, self._body_crc, self._body_len))
 
     def close(self) -> None:
         """Fix the header's row count (or write the empty-array file)."""

@@ -18,7 +18,14 @@ import numpy as np
 from ..errors import DecodeError, SchemaError
 from ..example import FixedLenFeature, parse_example
 from ..tensor import parse_tensor
-from .fastpath import a2o_fields, packed_int64s
+from .fastpath import (
+    PREFIX_BYTES,
+    EmbeddingLayout,
+    a2o_fields,
+    embedding_layout,
+    other_a2o_features,
+    packed_int64s,
+)
 
 if TYPE_CHECKING:
     from .options import ExtractOptions
@@ -120,6 +127,42 @@ def decode_a2o_record(view: memoryview) -> A2ORecord:
     return A2ORecord(filename=filename, timestamp_s=np.float32(ts), embedding=embedding)
 
 
+class A2ODecoder:
+    """:func:`decode_a2o_record` for a run of records, remembering the last layout.
+
+    Records of one shard are usually laid out alike: where a record has the
+    previous one's length and the same bytes in front of its tensor, the
+    tensor sits where it did, so only the entries after it are walked
+    (:func:`.fastpath.other_a2o_features`).  Anything else goes through
+    :func:`decode_a2o_record`; the answers are the same either way.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, bytes, EmbeddingLayout] | None = None
+
+    def __call__(self, view: memoryview) -> A2ORecord:
+        n = len(view)
+        last = self._last
+        if last is None or last[0] != n or view[: len(last[1])] != last[1]:
+            layout = embedding_layout(view[:PREFIX_BYTES], n)
+            if layout is None or layout.dtype.kind not in "fiucb":
+                return decode_a2o_record(view)
+            last = self._last = (n, bytes(view[: layout.content_start]), layout)
+        layout = last[2]
+        end = layout.content_start + layout.content_len
+        found = other_a2o_features(view[: layout.content_start], layout, view[end:])
+        if found is None:
+            return decode_a2o_record(view)
+        fn, ts = found
+        try:
+            filename = bytes(fn).decode("utf-8")
+        except UnicodeDecodeError:
+            return decode_a2o_record(view)  # raises the general path's error
+        count = layout.content_len // layout.dtype.itemsize
+        embedding = np.frombuffer(view, layout.dtype, count, layout.content_start).reshape(layout.shape)
+        return A2ORecord(filename=filename, timestamp_s=np.frombuffer(ts, "<f4")[0], embedding=embedding)
+
+
 def check_embedding_dtype(dtype: np.dtype) -> None:
     """Refuse embeddings a ``.npy`` cannot hold faithfully (strings, bfloat16, float8)."""
     if dtype.kind not in "fiucb" or dtype.names is not None:
@@ -162,9 +205,10 @@ def consume_records(
     row_filter = options.row_filter
     heads_wanted = _heads_to_decode(options)
     head_kinds: dict[str, tuple[np.dtype, int]] | None = None
+    decode = A2ODecoder()
     for index, offset, view in records:
         try:
-            rec = decode_a2o_record(view)
+            rec = decode(view)
         except DecodeError as exc:
             exc.located(path=source, index=index, offset=offset)
             if options.on_corrupt == "skip":

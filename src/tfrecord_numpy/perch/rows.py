@@ -73,6 +73,11 @@ class A2ORowEncoder:
         self.options = options
         self.shard = shard
         self.unknown_sites = 0
+        self.hop = DEFAULT_HOP_SECONDS if options.hop_seconds is None else options.hop_seconds
+        # (filename, known site?, row text before the offset, after the channel, per-channel
+        # text after the offset): every 60 s segment of a recording repeats its name, so
+        # consecutive records share these
+        self._last: tuple[str, bool, str, str, list[str]] | None = None
 
     def site_id(self, name: RecordName, rows: int, index: int, offset: int) -> Any:
         key = name.site_key
@@ -86,22 +91,33 @@ class A2ORowEncoder:
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
         T, C, _ = rec.embedding.shape
+        last = self._last
         try:
-            name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
-            hop = DEFAULT_HOP_SECONDS if self.options.hop_seconds is None else self.options.hop_seconds
-            offsets = recording_offsets(rec.timestamp_s, T, hop)
+            if last is None or last[0] != rec.filename:
+                name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
+            offsets = recording_offsets(rec.timestamp_s, T, self.hop)
         except TFRecordError as exc:
             raise exc.located(path=self.shard, index=index, offset=offset) from None
-        site_id = self.site_id(name, T * C, index, offset)
-        dumps = json.dumps
-        head = (
-            f'{{"file_timestamp": {name.file_timestamp}, '
-            f'"file_seconds_since_midnight": {name.file_seconds_since_midnight}, '
-            f'"recording_offset_in_file": '
-        )
-        tail = (
-            f', "site_id": {dumps(site_id)}, "site_name": {dumps(name.site_name)}, '
-            f'"subsite_name": {dumps(name.subsite_name)}, "file_seq_id": {name.file_seq_id}, '
-            f'"filename": {dumps(rec.filename)}}}'
-        )
-        return [f'{head}{off}, "channel_index": {c}{tail}' for off in offsets for c in range(C)]
+        if last is not None and last[0] == rec.filename:
+            if not last[1]:
+                self.unknown_sites += T * C
+            _, known, head, tail, channel_tails = last
+        else:
+            site_id = self.site_id(name, T * C, index, offset)
+            known = site_id is not None
+            dumps = json.dumps
+            head = (
+                f'{{"file_timestamp": {name.file_timestamp}, '
+                f'"file_seconds_since_midnight": {name.file_seconds_since_midnight}, '
+                f'"recording_offset_in_file": '
+            )
+            tail = (
+                f', "site_id": {dumps(site_id)}, "site_name": {dumps(name.site_name)}, '
+                f'"subsite_name": {dumps(name.subsite_name)}, "file_seq_id": {name.file_seq_id}, '
+                f'"filename": {dumps(rec.filename)}}}'
+            )
+            channel_tails = []
+        if len(channel_tails) != C:  # a new name, or another channel count under the same one
+            channel_tails = [f', "channel_index": {c}{tail}' for c in range(C)]
+        self._last = (rec.filename, known, head, tail, channel_tails)
+        return [f"{head}{off}{ct}" for off in offsets for ct in channel_tails]

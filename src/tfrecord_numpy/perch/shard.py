@@ -63,9 +63,12 @@ def extract_shard(
     json_out = AtomicFile(fs, json_final)
     stats = RecordStats()
     last_pos = 0
-    # with the row count known up front the .npy header is final at once, so
-    # the bytes are hashed as they are written (a spooled upload hashes itself)
-    rows_hint = None if npy_out.spooled else predict_rows(source, opened, options, size)
+    # CRC32C: the rows' CRC as they are written, combined with the final header's
+    # at the end.  sha256: with the row count known up front the .npy header is
+    # final at once, so the bytes are hashed as they are written.  A spooled
+    # upload hashes itself.
+    crc_body = kind == "crc32c" and not npy_out.spooled
+    rows_hint = None if npy_out.spooled or crc_body else predict_rows(source, opened, options, size)
     hasher = StreamHasher(kind) if rows_hint else None
 
     tick = 0
@@ -99,7 +102,7 @@ def extract_shard(
 
     npy_sum = None
     try:
-        npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher)
+        npy = NpyStreamWriter(npy_out.f, rows_hint=rows_hint, hasher=hasher, crc_body=crc_body)
         meta: JsonArrayWriter | ParquetRowsWriter
         if options.metadata_format == "parquet":
             meta = ParquetRowsWriter(json_out.f, options.schema)
@@ -118,6 +121,8 @@ def extract_shard(
                 hasher.cancel()
             else:
                 npy_sum = hasher.result()
+        elif crc_body:
+            npy_sum = npy.file_crc32c()  # None for the empty-array file: hashed after publishing
         for out, _ in head_outs.values():
             out.commit()
         npy_out.commit()
