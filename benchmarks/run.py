@@ -28,15 +28,18 @@ import json
 import os
 import platform
 import pstats
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -120,7 +123,7 @@ def _save_meta(inp: Input, want: dict) -> None:
     _meta_path(inp.path).write_text(json.dumps(info, indent=1))
 
 
-def shard(dirpath: Path, name: str, megabytes: float, *, seed: int = 0, log=print) -> Input:
+def shard(dirpath: Path, name: str, megabytes: float, *, seed: int = 0, log: Callable[[str], None] = print) -> Input:
     """A cached A2O shard of about ``megabytes`` MB, written with our writer."""
     path = dirpath / name
     want = {"target_mb": megabytes, "seed": seed, **GEN}
@@ -139,7 +142,7 @@ def shard(dirpath: Path, name: str, megabytes: float, *, seed: int = 0, log=prin
     return inp
 
 
-def gzip_copy(src: Input, *, log=print) -> Input:
+def gzip_copy(src: Input, *, log: Callable[[str], None] = print) -> Input:
     """A gzip copy (level 6, TensorFlow's default) of ``src``: the same records, compressed."""
     path = src.path.with_name(src.path.name + ".gz")
     want = {"source": src.path.name, "source_size": src.size, "level": 6}
@@ -159,7 +162,7 @@ def gzip_copy(src: Input, *, log=print) -> Input:
     return inp
 
 
-def warm(paths) -> None:
+def warm(paths: Iterable[Path]) -> None:
     """Read each file once so every timed run sees a warm page cache."""
     buf = bytearray(CHUNK)
     for p in paths:
@@ -391,11 +394,37 @@ def bench_extract_limit(dest: Path) -> Callable[[Input], int]:
     return run
 
 
-def bench_extract(dest: Path) -> Callable[[Input], int]:
-    """(d) the flagship job: shard -> embeddings/<stem>.npy + metadata/<stem>.json, one worker."""
+def bench_io_floor(dest: Path) -> Callable[[Input], int]:
+    """Issue #14's I/O floor of extraction: the limit read (readinto + crc32c), every block written to
+    a new file in the output directory; nothing read back (the outputs' CRC32C is computed as they
+    are written)."""
 
     def run(inp: Input) -> int:
-        summary = extract([str(inp.path)], str(dest), workers=1, quiet=True, overwrite=True)
+        import crc32c
+
+        crc = crc32c.crc32c
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / "floor.bin"  # a new file: the previous run's is removed untimed (setup)
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        c = 0
+        with open(inp.path, "rb", buffering=0) as f, open(target, "wb", buffering=0) as o:
+            while n := f.readinto(view):
+                c = crc(view[:n], c)
+                o.write(view[:n])
+        return inp.records
+
+    return run
+
+
+def bench_extract(dest: Path, **options: Any) -> Callable[[Input], int]:
+    """(d) the flagship job: shard -> embeddings/<stem>.npy + metadata/<stem>.json, one worker.
+
+    ``options`` go to ``extract`` (over ``quiet=True, overwrite=True``), e.g. ``checksum="sha256"``."""
+    kwargs = {"quiet": True, "overwrite": True, **options}
+
+    def run(inp: Input) -> int:
+        summary = extract([str(inp.path)], str(dest), workers=1, **kwargs)
         assert summary["rows"] == inp.rows, (summary["rows"], inp.rows)
         return summary["records"]
 
@@ -444,7 +473,7 @@ def run_round_robin(
     inp: Input,
     benches: list[tuple[str, Callable[[Input], int]]],
     repeats: int,
-    log=print,
+    log: Callable[[str], None] = print,
     check: Callable[[str], None] | None = None,
     setup: dict[str, Callable[[], None]] | None = None,
 ) -> dict[str, Result]:
@@ -570,6 +599,24 @@ def machine_info() -> dict:
         "tensorflow": _tensorflow_status(),
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
+
+
+def machine_section(info: dict[str, Any], disk_mb_s: float, disk_label: str, load_start: str) -> list[str]:
+    """The report's "## Machine" section."""
+    return [
+        "## Machine",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores ({info['affinity']} usable), RAM {info['ram_gib']:.1f} GiB, Linux {info['kernel']}",
+        f"- Python {info['python']}; numpy {info['numpy']}; protobuf {info['protobuf']}; crc32c {info['crc32c']}",
+        f"- tfrecord-numpy {info['tfrecord_numpy']}; peers: tfrecord {info['tfrecord']}; tensorflow {info['tensorflow']}",
+        f"- disk under the workdir: {disk_mb_s:,.0f} MB/s sustained sequential write "
+        f"({disk_label} in 8 MiB blocks + fsync). Extraction writes about as many bytes "
+        "as it reads, into the page cache; a job much larger than the dirty-page allowance is held to this speed",
+        f"- OPENBLAS_CORETYPE={info['openblas_coretype'] or '(unset)'} (not relevant to this I/O benchmark; left as is)",
+        f"- load average (1/5/15 min) at start: {load_start} — other jobs may share this machine, so compare the "
+        "ratios (measured within this run) rather than absolute MB/s across runs",
+        "",
+    ]
 
 
 def _tensorflow_status() -> str:
@@ -970,6 +1017,683 @@ def summary_table(files, all_results, gz, gres, rss_inputs, rss, mrows, fp) -> l
     return out
 
 
+# --------------------------------------------------------------------------- issue #14 goals
+
+#: the shaped link of the cloud goal (issue #14: "for example 40 ms and 40 MB/s") and its shard
+CLOUD_LATENCY_MS = 40.0
+CLOUD_RATE_MB = 40.0
+CLOUD_MB = 200
+CLOUD_TIMEOUT = 900  # seconds for the whole of cloud_read.py (its --timeout)
+
+#: a child that times TensorFlow's GZIP reader over one file in-process: ``import tensorflow`` and
+#: one untimed first record are left out; prints one JSON line
+_TF_GZIP_CHILD = r"""
+import json, os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+t = time.perf_counter()
+import tensorflow as tf
+import_s = time.perf_counter() - t
+path, repeats = sys.argv[1], int(sys.argv[2])
+for _ in tf.data.TFRecordDataset(path, compression_type="GZIP").take(1):
+    pass
+times = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    n = 0
+    for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+        n += 1
+    times.append(time.perf_counter() - t)
+print(json.dumps({"times": times, "records": n, "tensorflow": tf.__version__, "import_s": import_s}))
+"""
+
+_TF_VERSION_CHILD = "import tensorflow as tf; print(tf.__version__)"
+
+#: drains the master side of the pseudo-terminal in its own process (as a terminal emulator
+#: would) and prints how many bytes were drawn on it
+_PTY_DRAIN = r"""
+import os
+n = 0
+while True:
+    try:
+        b = os.read(0, 1 << 16)
+    except OSError:  # EIO: the last slave descriptor is closed
+        break
+    if not b:
+        break
+    n += len(b)
+print(n)
+"""
+
+_CLOUD_PROBE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from gcs_emulator import emulator_binary; print(emulator_binary())"
+)
+
+
+@dataclass
+class GoalRow:
+    """One line of the goals table; ``number`` is the goal's number in issue #14 (the table's order)."""
+
+    number: int
+    goal: str
+    measured: str
+    target: str
+    met: str = "–"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _secs(r: Result) -> str:
+    return f"{r.median:.3f} s"
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the TensorFlow children: TensorFlow's C++ logging off."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def tf_version(tf_python: str | None) -> tuple[str | None, str]:
+    """(TensorFlow's version in ``tf_python``, or None; why not, when None)."""
+    if tf_python is None:
+        return None, "no --tf-python"
+    try:
+        p = subprocess.run(
+            [tf_python, "-c", _TF_VERSION_CHILD], capture_output=True, text=True, env=_child_env(), timeout=300
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"--tf-python {tf_python}: {exc}"
+    if p.returncode:
+        last = (p.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"`import tensorflow` fails in {tf_python}: {last}"
+    return p.stdout.strip().splitlines()[-1], ""
+
+
+def default_tf_python() -> str | None:
+    """This interpreter when it can import TensorFlow, else None."""
+    import importlib.util
+
+    return sys.executable if importlib.util.find_spec("tensorflow") else None
+
+
+class ChildTimes:
+    """Times that a child process measures of itself (its start-up and imports left out).
+
+    Each :meth:`run` appends the child's one timed run; after ``run_round_robin``, :meth:`adopt`
+    puts these times in place of the wall times measured around the whole child."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.info: dict[str, Any] = {}
+
+    def run(self, cmd: list[str], what: str) -> dict[str, Any]:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+        if p.returncode:
+            raise RuntimeError(f"{what} failed (exit {p.returncode}):\n{p.stderr[-4000:]}")
+        info: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
+        if len(info["times"]) != 1:
+            raise RuntimeError(f"{what}: expected one timed run, got {info['times']}")
+        self.times.append(float(info["times"][0]))
+        self.info = info
+        return info
+
+    def adopt(self, result: Result) -> Result:
+        if len(self.times) != len(result.times):
+            raise AssertionError(f"{result.name}: {len(self.times)} child times for {len(result.times)} runs")
+        result.times = list(self.times)
+        result.note = "child-timed"  # its machine-wide CPU seconds span the whole child: no "cores busy"
+        return result
+
+
+def bench_tf_gzip(tf_python: str, timer: ChildTimes) -> Callable[[Input], int]:
+    """TensorFlow's ``TFRecordDataset(path, compression_type="GZIP")`` iterated to the end in a
+    ``tf_python`` child: one timed iteration per call, after an untimed first record."""
+
+    def run(inp: Input) -> int:
+        info = timer.run([tf_python, "-c", _TF_GZIP_CHILD, str(inp.path), "1"], "TensorFlow's GZIP reader")
+        return int(info["records"])
+
+    return run
+
+
+def bench_tf_notebook(tf_python: str, sites: Path, dest: Path, timer: ChildTimes) -> Callable[[Input], int]:
+    """The notebook's extraction on TensorFlow (``benchmarks/tf_notebook.py``) in a ``tf_python``
+    child: one timed run per call into an emptied ``dest``, after an untimed first record."""
+
+    def run(inp: Input) -> int:
+        cmd = [tf_python, str(HERE / "tf_notebook.py"), "--sites", str(sites), "--dest", str(dest)]
+        info = timer.run([*cmd, "--repeats", "1", "--warmup", str(inp.path)], "tf_notebook.py")
+        if info["rows"] != inp.rows:
+            raise AssertionError(f"tf_notebook.py wrote {info['rows']} rows, expected {inp.rows}")
+        return inp.records
+
+    return run
+
+
+def bench_read_shard(columnar: bool, keep: dict[str, object]) -> Callable[[Input], int]:
+    """``a2o.read_shard(path, columnar=...)``: a fresh array per call, nothing pre-faulted. The result
+    is kept in ``keep`` so that freeing it happens in the untimed set-up of the next run."""
+    from tfrecord_numpy.a2o import read_shard
+
+    def run(inp: Input) -> int:
+        emb, meta = read_shard(inp.path, columnar=columnar)
+        if emb.shape != (inp.rows, inp.dims):
+            raise AssertionError(f"read_shard gave {emb.shape}, expected {(inp.rows, inp.dims)}")
+        keep["last"] = (emb, meta)
+        return inp.records
+
+    return run
+
+
+@contextmanager
+def pseudo_terminal() -> Iterator[tuple[IO[str], dict[str, int]]]:
+    """A 120 x 40 pseudo-terminal whose output a child process drains: the user's terminal.
+
+    ``extract(quiet=False)`` draws its bar only when stderr is a terminal, so a redirect to a file
+    or a ``StringIO`` would measure no bar at all.  Yields the text stream to use as stderr and a
+    dict whose ``"bytes"`` (what was drawn) is filled in on exit."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()  # both non-inheritable: no other child holds them open
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    drain = subprocess.Popen([sys.executable, "-c", _PTY_DRAIN], stdin=master, stdout=subprocess.PIPE, text=True)
+    os.close(master)
+    tty = open(slave, "w", encoding="utf-8", errors="backslashreplace", buffering=1)  # as sys.stderr is
+    drawn = {"bytes": 0}
+    try:
+        yield tty, drawn
+    finally:
+        tty.close()
+        out, _ = drain.communicate(timeout=60)
+        drawn["bytes"] = int(out.strip() or 0)
+
+
+def bench_extract_with_bar(dest: Path, tty: IO[str]) -> Callable[[Input], int]:
+    """``extract(..., quiet=False)`` with ``sys.stderr`` on a terminal: the job drawing its bar."""
+    inner = bench_extract(dest, quiet=False)
+
+    def run(inp: Input) -> int:
+        real, sys.stderr = sys.stderr, tty
+        try:
+            return inner(inp)
+        finally:
+            sys.stderr = real
+
+    return run
+
+
+def dask_unavailable() -> str | None:
+    """Why the Dask rows cannot run here, or None."""
+    try:
+        import distributed  # noqa: F401
+
+        import tfrecord_numpy.perch.dask  # noqa: F401
+    except ImportError as exc:
+        return f"`distributed` not importable: {exc}"
+    return None
+
+
+@contextmanager
+def dask_local_cluster(workers: int) -> Iterator[Any]:
+    """A running ``LocalCluster`` of ``workers`` single-threaded processes on 127.0.0.1 (no dashboard)
+    and a client of it; the workers import the job before anything is timed."""
+    import logging
+
+    import distributed
+
+    dist: Any = distributed  # LocalCluster and Client are untyped
+    cluster = dist.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # as extract_with_cluster: not :8787
+        silence_logs=logging.ERROR,
+    )
+    client = dist.Client(cluster, set_as_default=False)
+    try:
+        client.run(exec, "import tfrecord_numpy.perch.dask")
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def bench_pool(paths: list[str], dest: Path, workers: int) -> Callable[[Input], int]:
+    """The local job over ``paths`` with ``workers`` processes (the pool's start-up included)."""
+
+    def run(inp: Input) -> int:
+        s = extract(paths, str(dest), workers=workers, quiet=True, overwrite=True)
+        if s["rows"] != inp.rows or s["workers"] != workers:
+            raise AssertionError(f"workers={workers}: {s}")
+        return int(s["records"])
+
+    return run
+
+
+def bench_dask(paths: list[str], dest: Path, client: Any) -> Callable[[Input], int]:
+    """``perch.dask.extract`` on a cluster that is already running."""
+    from tfrecord_numpy.perch import dask as perch_dask
+
+    def run(inp: Input) -> int:
+        s = perch_dask.extract(paths, str(dest), client, quiet=True, overwrite=True)
+        if s["rows"] != inp.rows:
+            raise AssertionError(f"dask: {s}")
+        return int(s["records"])
+
+    return run
+
+
+def bench_dask_with_cluster(paths: list[str], dest: Path, workers: int) -> Callable[[Input], int]:
+    """``perch.dask.extract_with_cluster(local_workers=...)``: the cluster's start-up and shut-down included."""
+    from tfrecord_numpy.perch import dask as perch_dask
+
+    def run(inp: Input) -> int:
+        s = perch_dask.extract_with_cluster(paths, str(dest), local_workers=workers, quiet=True, overwrite=True)
+        if s["rows"] != inp.rows:
+            raise AssertionError(f"dask with cluster: {s}")
+        return int(s["records"])
+
+    return run
+
+
+def manifest_checksums(dest: Path) -> dict[str, int]:
+    """How many outputs in ``dest/manifest.json`` record each checksum kind."""
+    from tfrecord_numpy.checksum import recorded_checksum
+
+    manifest = json.loads((dest / "manifest.json").read_text())
+    kinds: dict[str, int] = {}
+    for entry in manifest["shards"].values():
+        for part in ("embeddings", "metadata"):
+            rec = recorded_checksum(entry.get(part) or {})
+            kind = rec[0] if rec else "none"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def goals_one_shard(
+    inp: Input, out: Path, tf_python: str | None, tf_why: str, repeats: int, log: Callable[[str], None]
+) -> tuple[list[GoalRow], dict[str, Result]]:
+    """Goals 1, 5 and 6 on one shard, side by side: the limit, ``read_shard`` both ways, the I/O
+    floor, ``extract`` with crc32c (the default) and with sha256, the notebook on TensorFlow."""
+    from tfrecord_numpy.a2o import load_site_mapping
+
+    log(f"goals 1, 5, 6 on {inp.label} ({inp.mb:.1f} MB, {inp.records} records):")
+    d_crc, d_sha, d_floor, d_tf = out / "extract_crc32c", out / "extract_sha256", out / "floor", out / "tf_notebook"
+    keep: dict[str, object] = {}
+    benches: list[tuple[str, Callable[[Input], int]]] = [
+        ("limit", bench_limit),
+        ("read_shard columnar", bench_read_shard(True, keep)),
+        ("read_shard dicts", bench_read_shard(False, keep)),
+        ("I/O floor", bench_io_floor(d_floor)),
+        ("extract crc32c", bench_extract(d_crc)),
+        ("extract sha256", bench_extract(d_sha, checksum="sha256")),
+    ]
+    setup = {
+        "read_shard columnar": keep.clear,
+        "read_shard dicts": keep.clear,
+        "I/O floor": _rmtree_fn(d_floor),
+        "extract crc32c": _rmtree_fn(d_crc),
+        "extract sha256": _rmtree_fn(d_sha),
+    }
+    tf_timer = ChildTimes()
+    if tf_python is not None:
+        sites = out / "sites.json"  # what extract uses by default: the mapping shipped in the package
+        sites.write_text(json.dumps(load_site_mapping()))
+        benches.append(("TensorFlow notebook", bench_tf_notebook(tf_python, sites, d_tf, tf_timer)))
+        setup["TensorFlow notebook"] = _rmtree_fn(d_tf)
+    res = run_round_robin(inp, benches, repeats, log=log, setup=setup)
+    keep.clear()
+    kinds, sha_kinds = manifest_checksums(d_crc), manifest_checksums(d_sha)
+    for d in (d_crc, d_sha, d_floor, d_tf):
+        shutil.rmtree(d, ignore_errors=True)
+
+    lim, col, dicts = res["limit"], res["read_shard columnar"], res["read_shard dicts"]
+    floor, crc, sha = res["I/O floor"], res["extract crc32c"], res["extract sha256"]
+    job = f"`extract([shard], dest, workers=1, quiet=True, overwrite=True)`, {inp.mb:.0f} MB"
+    rows = [
+        GoalRow(
+            1,
+            f"integrity: the manifest's checksum by default ({job})",
+            f"manifest records {', '.join(f'{k} ×{n}' for k, n in sorted(kinds.items()))}; "
+            f"crc32c {_secs(crc)}, sha256 {_secs(sha)}: sha256 costs {sha.median / crc.median:.2f}× the time "
+            f"(sha256 run recorded {', '.join(sorted(sha_kinds))})",
+            "crc32c is the default",
+            _met(set(kinds) == {"crc32c"}),
+        ),
+        GoalRow(
+            5,
+            f"`read_shard(path, columnar=True)` vs the read + CRC32C limit ({inp.mb:.0f} MB, nothing pre-faulted)",
+            f"{lim.median / col.median:.2f}× ({_secs(col)} vs {_secs(lim)})",
+            "≥ 0.50×",
+            _met(lim.median / col.median >= 0.5),
+        ),
+        GoalRow(
+            5,
+            "(info) `read_shard(path)`, metadata as a list of dicts, vs the limit",
+            f"{lim.median / dicts.median:.2f}× ({_secs(dicts)})",
+            "–",
+        ),
+        GoalRow(
+            6,
+            "end to end: `extract --workers 1` vs its I/O floor (read + CRC32C + write the same bytes)",
+            f"{floor.median / crc.median:.2f}× ({_secs(crc)} vs {_secs(floor)})",
+            "≥ 0.70×",
+            _met(floor.median / crc.median >= 0.7),
+        ),
+    ]
+    if tf_python is not None:
+        tf = tf_timer.adopt(res["TensorFlow notebook"])
+        rows.append(
+            GoalRow(
+                6,
+                "end to end: `extract --workers 1` vs the notebook on TensorFlow (`tf_notebook.py`)",
+                f"{tf.median / crc.median:.2f}× ({_secs(crc)} vs {_secs(tf)})",
+                "≥ 8×",
+                _met(tf.median / crc.median >= 8),
+            )
+        )
+    else:
+        rows.append(
+            GoalRow(6, "end to end: `extract --workers 1` vs the notebook on TensorFlow", f"skipped ({tf_why})", "≥ 8×")
+        )
+    return rows, res
+
+
+def goals_progress_bar(
+    inp: Input, out: Path, repeats: int, log: Callable[[str], None]
+) -> tuple[list[GoalRow], dict[str, Result]]:
+    """Goal 6's progress bar: ``extract`` with the bar drawn on a terminal vs ``quiet=True``."""
+    log(f"goal 6, the progress bar, on {inp.label} ({repeats} repeats):")
+    import tqdm  # noqa: F401  (imported untimed: a once-per-process cost, not the bar's per-byte cost)
+
+    d_quiet, d_bar = out / "extract_quiet", out / "extract_bar"
+    with pseudo_terminal() as (tty, drawn):
+        res = run_round_robin(
+            inp,
+            [("quiet", bench_extract(d_quiet)), ("bar", bench_extract_with_bar(d_bar, tty))],
+            repeats,
+            log=log,
+            setup={"quiet": _rmtree_fn(d_quiet), "bar": _rmtree_fn(d_bar)},
+        )
+    for d in (d_quiet, d_bar):
+        shutil.rmtree(d, ignore_errors=True)
+    quiet, bar = res["quiet"], res["bar"]
+    cost = bar.median / quiet.median - 1
+    cost_min = min(bar.times) / min(quiet.times) - 1
+    drew = f"{drawn['bytes'] / repeats / 1000:.1f} kB drawn per run" if drawn["bytes"] else "**no bar was drawn**"
+    row = GoalRow(
+        6,
+        f"progress bar: `quiet=False` with stderr on a terminal (a pty) vs `quiet=True`, {repeats} repeats",
+        f"{cost:+.1%} of the job by medians ({_secs(quiet)} → {_secs(bar)}), {cost_min:+.1%} by minimums; {drew}",
+        "< 2%",
+        _met(cost < 0.02 and drawn["bytes"] > 0),
+    )
+    return [row], res
+
+
+def goals_gzip(
+    gz: Input, tf_python: str | None, tf_why: str, repeats: int, log: Callable[[str], None]
+) -> tuple[list[GoalRow], dict[str, Result]]:
+    """Goal 2: ``read_records`` on the gzip copy vs TensorFlow's GZIP reader."""
+    log(f"goal 2 on {gz.label} ({gz.mb:.1f} MB compressed):")
+    benches: list[tuple[str, Callable[[Input], int]]] = [("read_records", bench_read_records(True))]
+    timer = ChildTimes()
+    if tf_python is not None:
+        benches.append(("TensorFlow GZIP", bench_tf_gzip(tf_python, timer)))
+    res = run_round_robin(gz, benches, repeats, log=log)
+    ours = res["read_records"]
+    goal = f"gzip: `read_records` (CRCs verified) vs TensorFlow's `TFRecordDataset(compression_type='GZIP')` ({gz.mb:.0f} MB .gz)"
+    if tf_python is None:
+        return [GoalRow(2, goal, f"skipped ({tf_why}); ours {_secs(ours)}", "≥ 1.30×")], res
+    tf = timer.adopt(res["TensorFlow GZIP"])
+    ratio = tf.median / ours.median
+    row = GoalRow(2, goal, f"{ratio:.2f}× ({_secs(ours)} vs {_secs(tf)})", "≥ 1.30×", _met(ratio >= 1.3))
+    return [row], res
+
+
+def goals_workers(
+    label: str, total: Input, paths: list[str], out: Path, repeats: int, log: Callable[[str], None]
+) -> tuple[list[GoalRow], dict[str, Result]]:
+    """Goal 3: the local pool with 1 and 2 workers, Dask on a running LocalCluster and with its start-up."""
+    log(f"goal 3 on {label} ({total.mb:.1f} MB):")
+    d1, d2, dd, dc = out / "pool1", out / "pool2", out / "dask", out / "dask_cluster"
+    benches: list[tuple[str, Callable[[Input], int]]] = [
+        ("workers=1", bench_pool(paths, d1, 1)),
+        ("workers=2", bench_pool(paths, d2, 2)),
+    ]
+    setup = {"workers=1": _rmtree_fn(d1), "workers=2": _rmtree_fn(d2), "dask": _rmtree_fn(dd)}
+    setup["dask with cluster"] = _rmtree_fn(dc)
+    why = dask_unavailable()
+    if why is None:
+        with dask_local_cluster(2) as client:
+            benches.append(("dask", bench_dask(paths, dd, client)))
+            benches.append(("dask with cluster", bench_dask_with_cluster(paths, dc, 2)))
+            res = run_round_robin(total, benches, repeats, log=log, setup=setup)
+    else:
+        res = run_round_robin(total, benches, repeats, log=log, setup=setup)
+    for d in (d1, d2, dd, dc):
+        shutil.rmtree(d, ignore_errors=True)
+    w1, w2 = res["workers=1"], res["workers=2"]
+    rows = [
+        GoalRow(
+            3,
+            f"workers: `extract(..., workers=2)` vs `workers=1`, {label}",
+            f"{w1.median / w2.median:.2f}× ({_secs(w1)} → {_secs(w2)})",
+            "≥ 1.60×",
+            _met(w1.median / w2.median >= 1.6),
+        )
+    ]
+    dask_goal = "Dask: `perch.dask.extract` on a running LocalCluster (2 single-threaded worker processes) vs the local pool, workers=2"
+    info_goal = (
+        "(info) Dask with the cluster's start-up: `extract_with_cluster(local_workers=2)` vs the local pool, workers=2"
+    )
+    if why is not None:
+        rows.append(GoalRow(3, dask_goal, f"skipped ({why})", "≥ 0.90×"))
+        rows.append(GoalRow(3, info_goal, f"skipped ({why})", "–"))
+        return rows, res
+    dk, dkc = res["dask"], res["dask with cluster"]
+    rows.append(
+        GoalRow(
+            3, dask_goal, f"{w2.median / dk.median:.2f}× ({_secs(dk)})", "≥ 0.90×", _met(w2.median / dk.median >= 0.9)
+        )
+    )
+    rows.append(GoalRow(3, info_goal, f"{w2.median / dkc.median:.2f}× ({_secs(dkc)})", "–"))
+    return rows, res
+
+
+def cloud_unavailable() -> str | None:
+    """Why ``cloud_read.py`` cannot run here (no fake-gcs-server binary), or None."""
+    p = subprocess.run(
+        [sys.executable, "-c", _CLOUD_PROBE, str(PROJECT / "tests")], capture_output=True, text=True, timeout=120
+    )
+    if p.returncode:
+        return "no fake-gcs-server binary: " + ((p.stderr.strip().splitlines() or ["?"])[-1])
+    return None
+
+
+def markdown_table(text: str, first_header: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table in ``text`` whose first column is ``first_header``."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_header:
+            head, rows = cells, []
+            for body in lines[i + 2 :]:
+                if not body.startswith("|"):
+                    break
+                rows.append(dict(zip(head, (c.strip() for c in body.strip().strip("|").split("|")))))
+            return rows
+    return []
+
+
+def goals_cloud(out: Path, repeats: int, timeout: int, log: Callable[[str], None]) -> list[GoalRow]:
+    """Goal 4: ``benchmarks/cloud_read.py`` (fake-gcs-server behind the shaping proxy) in a child,
+    its table read back: every shaped concurrency against 0.8 x min(connections x cap, decode limit)."""
+    target = f"≥ 0.8 × min(C × {CLOUD_RATE_MB:g} MB/s, decode limit)"
+    report = out / "cloud_read.md"
+    cmd = [sys.executable, str(HERE / "cloud_read.py"), "--mb", str(CLOUD_MB), "--repeats", str(repeats)]
+    cmd += ["--latency-ms", f"{CLOUD_LATENCY_MS:g}", "--rate-mb", f"{CLOUD_RATE_MB:g}", "--timeout", str(timeout)]
+    log(f"goal 4: {' '.join(cmd[1:])} ...")
+    try:
+        p = subprocess.run([*cmd, "--out", str(report)], capture_output=True, text=True, timeout=timeout + 120)
+        failed = f"exit {p.returncode}: {(p.stderr.strip().splitlines() or ['?'])[-1]}" if p.returncode else ""
+    except subprocess.TimeoutExpired:
+        failed = f"no result within {timeout + 120} s"
+    if failed:
+        return [GoalRow(4, "cloud reads: `cloud_read.py`", f"failed ({failed})", target, "**no**")]
+    table = markdown_table(report.read_text(), "read")
+    limit = next(float(r["MB/s"].replace(",", "")) for r in table if r["read"].startswith("local file"))
+    rows = []
+    for r in table:
+        m = re.match(r"shaped link, --read-concurrency (\d+), (\d+) MiB blocks", r["read"])
+        if not m:
+            continue
+        c, speed = int(m.group(1)), float(r["MB/s"].replace(",", ""))
+        ideal = min(c * CLOUD_RATE_MB, limit)
+        try:  # what the link itself allows (cloud_read.py's model: latency, metadata round trips, ramp)
+            model = speed * float(r["s"].split()[0]) / float(r["link model s"]) / ideal
+            allows = f"; the link model allows {model:.2f} ×"
+        except (KeyError, ValueError, IndexError, ZeroDivisionError):
+            allows = ""
+        rows.append(
+            GoalRow(
+                4,
+                f"cloud reads: one {CLOUD_MB} MB shard via fake-gcs-server + shaping proxy "
+                f"({CLOUD_LATENCY_MS:g} ms, {CLOUD_RATE_MB:g} MB/s per connection), `--read-concurrency {c}`, "
+                f"{m.group(2)} MiB blocks",
+                f"{speed:,.0f} MB/s = {speed / ideal:.2f} × {ideal:,.0f} (median of {repeats}{allows})",
+                f"{target} = {0.8 * ideal:,.0f} MB/s",
+                _met(speed >= 0.8 * ideal),
+            )
+        )
+    if not rows:
+        rows.append(
+            GoalRow(4, "cloud reads: `cloud_read.py`", "failed (no shaped rows in its table)", target, "**no**")
+        )
+    rows.append(
+        GoalRow(4, "(info) cloud reads: the decode limit (the same shard from a local file)", f"{limit:,.0f} MB/s", "–")
+    )
+    return rows
+
+
+def goals_table(rows: list[GoalRow]) -> list[str]:
+    """The goals as one markdown table, in the issue's order."""
+    out = ["| # | goal | measured | target | met? |", "|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r.number):
+        out.append(f"| {r.number} | {r.goal} | {r.measured} | {r.target} | {r.met} |")
+    return out + [""]
+
+
+def timings_table(groups: list[tuple[str, dict[str, Result]]]) -> list[str]:
+    """Every timed run behind the goals: median, min-max, MB/s of its input and cores busy."""
+    out = ["| input | run | median s (min-max) | runs | MB/s | cores busy |", "|---|---|---:|---:|---:|---:|"]
+    for label, res in groups:
+        for r in res.values():
+            cores = "–" if r.note == "child-timed" else f"{r.cores:.2f}"
+            out.append(
+                f"| {label} | {r.name} | {r.median:.3f} ({r.spread}) | {len(r.times)} | {r.mb_s:,.0f} | {cores} |"
+            )
+    return out + [""]
+
+
+def goals_report(args: argparse.Namespace, argv: list[str] | None, log: Callable[[str], None]) -> str:
+    """``--goals``: the machine section and the issue #14 goals, measured side by side."""
+    repeats = args.repeats or 5
+    work = Path(args.workdir)
+    inputs_dir, out = work / "inputs", work / "outputs" / "goals"
+    inputs_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    load_start = loadavg()
+    info = machine_info()
+    tf_python = args.tf_python
+    tf_ver, tf_why = tf_version(tf_python)
+    if tf_ver is None:
+        tf_python = None
+    cloud_why: str | None = None  # --goals-cloud: run it whatever the probe says
+    if args.goals_cloud is False:
+        cloud_why = "--no-goals-cloud"
+    elif args.goals_cloud is None:
+        cloud_why = cloud_unavailable()
+
+    log("inputs:")
+    inp = shard(inputs_dir, f"a2o_{args.goals_mb:g}MB.tfrecord", args.goals_mb, log=log)
+    gz = gzip_copy(inp, log=log)
+    count, each = (float(x) for x in args.goals_multi.lower().split("x"))
+    mdir = inputs_dir / f"multi_{int(count)}x{each:g}MB"
+    mdir.mkdir(exist_ok=True)
+    ms = [shard(mdir, f"shard_{i:02d}.tfrecord", each, seed=i + 1, log=log) for i in range(int(count))]
+    size = sum(m.size for m in ms)
+    total = Input(mdir, sum(m.records for m in ms), sum(m.rows for m in ms), ms[0].dims, ms[0].dtype, size, size)
+    multi_label = f"{int(count)} × {each:g} MB"
+    log("disk write speed ...")
+    disk_mb_s = disk_write_mb_s(work / "outputs", 1 << 30)
+    log("warming the page cache ...")
+    warm([inp.path, gz.path, *(m.path for m in ms)])
+
+    rows, groups = [], []
+    r, res = goals_one_shard(inp, out, tf_python, tf_why, repeats, log)
+    rows += r
+    groups.append((inp.label, res))
+    r, res = goals_progress_bar(inp, out, args.goals_repeats, log)
+    rows += r
+    groups.append((f"{inp.label} (progress bar)", res))
+    r, res = goals_gzip(gz, tf_python, tf_why, repeats, log)
+    rows += r
+    groups.append((gz.label, res))
+    r, res = goals_workers(multi_label, total, [str(m.path) for m in ms], out, repeats, log)
+    rows += r
+    groups.append((multi_label, res))
+    if cloud_why is None:
+        rows += goals_cloud(out, repeats, CLOUD_TIMEOUT, log)
+    else:
+        rows.append(GoalRow(4, "cloud reads (`cloud_read.py`)", f"skipped ({cloud_why})", "≥ 0.8 × C × cap"))
+    shutil.rmtree(out, ignore_errors=True)
+
+    cmd = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    md = ["# tfrecord-numpy: issue #14 goals", ""]
+    md += [f"`{cmd.strip()}` — {started:%Y-%m-%d %H:%M} UTC", ""]
+    md += machine_section(info, disk_mb_s, "1 GiB", load_start)[:-1]
+    md += [
+        f"- TensorFlow for the TensorFlow rows: {tf_ver} in `{tf_python}`"
+        if tf_ver
+        else f"- TensorFlow rows: skipped ({tf_why})",
+        "",
+    ]
+    md += [
+        "## Issue #14 goals",
+        "",
+        f"Each goal of issue #14 measured in this one run, warm page cache, medians of {repeats} repeats "
+        f"(the progress-bar pair: {args.goals_repeats}); the runs of one input interleaved round-robin "
+        "(`run_round_robin`), every writing run into an empty directory after an untimed `sync`. "
+        "Ratios are the other run's time / ours (above 1: ours is faster). TensorFlow runs in a child "
+        "interpreter (`--tf-python`) once per repeat; the time counted is what the child measures around its "
+        "own run, after `import tensorflow` and one untimed first record. The progress bar is drawn on a "
+        "pseudo-terminal drained by another process (the bar is only drawn on a terminal). The Dask target row "
+        "uses a cluster started before timing (its workers have imported the job); the start-up row starts "
+        "its own. Cloud reads come from `benchmarks/cloud_read.py`, run as a child with "
+        f"`--repeats {repeats}`, and its table read back.",
+        "",
+    ]
+    md += goals_table(rows)
+    md += [
+        "### Timings",
+        "",
+        "Every timed run behind the table. MB/s of that row's input file; *cores busy* = machine-wide busy CPU "
+        "seconds (`/proc/stat`, other jobs included) per wall second of its runs, which shows how much of the "
+        "machine other jobs took (not given for the TensorFlow children, whose own time is counted).",
+        "",
+    ]
+    md += timings_table(groups)
+    md += [f"Load average at end: {loadavg()}.", ""]
+    return "\n".join(md)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1000,7 +1724,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", default=None, help="markdown output (default benchmarks/results/latest.md; quick.md with --quick)"
     )
+    goals = ap.add_argument_group("issue #14 goals (--goals runs only these, after the machine section)")
+    goals.add_argument("--goals", action="store_true", help="measure the goals of issue #14 side by side, nothing else")
+    goals.add_argument("--goals-mb", type=float, default=600, help="MB of the one-shard goals' input (default 600)")
+    goals.add_argument("--goals-multi", default="8x200", help="COUNTxMB input of the workers goal (default 8x200)")
+    goals.add_argument(
+        "--goals-repeats", type=int, default=7, help="repeats of the progress-bar pair (default 7; others: --repeats)"
+    )
+    goals.add_argument(
+        "--goals-cloud",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run benchmarks/cloud_read.py for the cloud goal (default: when fake-gcs-server is available)",
+    )
+    goals.add_argument(
+        "--tf-python",
+        default=default_tf_python(),
+        help="a Python with TensorFlow for the TensorFlow rows (default: this one if it imports tensorflow)",
+    )
     args = ap.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.goals:
+        text = goals_report(args, argv, log)
+        out_goals = Path(args.out) if args.out else HERE / "results" / "goals.md"
+        print(text)
+        out_goals.parent.mkdir(parents=True, exist_ok=True)
+        out_goals.write_text(text)
+        log(f"wrote {out_goals}")
+        return 0
 
     sizes = [float(s) for s in (args.sizes or ("50" if args.quick else "200,600")).split(",") if s.strip()]
     repeats = args.repeats or (3 if args.quick else 5)
@@ -1015,9 +1769,6 @@ def main(argv: list[str] | None = None) -> int:
     outputs_dir = work / "outputs"
     inputs_dir.mkdir(parents=True, exist_ok=True)
     outputs_dir.mkdir(parents=True, exist_ok=True)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
 
     started = _dt.datetime.now(_dt.timezone.utc)
     load_start = loadavg()
@@ -1064,19 +1815,7 @@ def main(argv: list[str] | None = None) -> int:
         "warm page cache, benchmarks of one input interleaved round-robin.",
         "",
     ]
-    md += ["## Machine", ""]
-    md += [
-        f"- CPU: {info['cpu']}, {info['cores']} cores ({info['affinity']} usable), RAM {info['ram_gib']:.1f} GiB, Linux {info['kernel']}",
-        f"- Python {info['python']}; numpy {info['numpy']}; protobuf {info['protobuf']}; crc32c {info['crc32c']}",
-        f"- tfrecord-numpy {info['tfrecord_numpy']}; peers: tfrecord {info['tfrecord']}; tensorflow {info['tensorflow']}",
-        f"- disk under the workdir: {disk_mb_s:,.0f} MB/s sustained sequential write "
-        f"({'256 MiB' if args.quick else '1 GiB'} in 8 MiB blocks + fsync). Extraction writes about as many bytes "
-        "as it reads, into the page cache; a job much larger than the dirty-page allowance is held to this speed",
-        f"- OPENBLAS_CORETYPE={info['openblas_coretype'] or '(unset)'} (not relevant to this I/O benchmark; left as is)",
-        f"- load average (1/5/15 min) at start: {load_start} — other jobs may share this machine, so compare the "
-        "ratios (measured within this run) rather than absolute MB/s across runs",
-        "",
-    ]
+    md += machine_section(info, disk_mb_s, "256 MiB" if args.quick else "1 GiB", load_start)
     summary_at = len(md)  # the summary table goes here once everything is measured
     md += [
         "## Inputs",
