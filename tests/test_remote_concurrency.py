@@ -233,6 +233,27 @@ def test_open_input_takes_the_environment_default(gcs_emulator, obj, monkeypatch
         assert f.concurrency == 5
 
 
+def test_open_source_reads_remote_objects_in_16_mib_ranges(gcs_emulator, obj):
+    """The job's reads of a bucket go by remote.DEFAULT_BLOCK_SIZE (16 MiB: 0.91 of a
+    40 ms / 40 MB/s connection instead of 0.84 for 8 MiB), unless a size is asked."""
+    from tfrecord_numpy.remote import DEFAULT_BLOCK_SIZE, RangedInput
+    from tfrecord_numpy.storage import open_source
+
+    url, data = obj
+    assert DEFAULT_BLOCK_SIZE == 16 << 20
+    opened = open_source(url, compression=None, storage_options=gcs_emulator.storage_options)
+    try:
+        assert isinstance(opened.raw, RangedInput) and opened.raw._block_size == DEFAULT_BLOCK_SIZE
+        assert opened.stream.read() == data
+    finally:
+        opened.close()
+    asked = open_source(url, compression=None, storage_options=gcs_emulator.storage_options, block_size=BLOCK)
+    try:
+        assert asked.raw._block_size == BLOCK
+    finally:
+        asked.close()
+
+
 # --------------------------------------------------------------------------- exact bytes
 
 

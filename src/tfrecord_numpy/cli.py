@@ -60,7 +60,7 @@ def _add_storage_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="range requests in flight per remote shard (default 4, or $TFRECORD_NUMPY_READ_CONCURRENCY); "
-        "memory about (N+1) x 8 MiB per shard being read",
+        "memory about (N+1) x 16 MiB per shard being read",
     )
 
 
@@ -351,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # from the first moment: a Ctrl-C while modules load is a clean stop too
         return _main(argv)
     except KeyboardInterrupt as exc:
+        # An interrupt that passed through an exec/eval of source text (a dataclass
+        # being made while a module loads) leaves CPython flagged to kill itself with
+        # SIGINT at exit, handled or not; every such eval clears the flag first.
+        eval("None")
         signum = getattr(exc, "signum", 2)  # Ctrl-C, or SIGTERM/SIGHUP during a job
         print(
             f"tfrecord-numpy: stopped ({'interrupted' if signum == 2 else f'signal {signum}'}); "

@@ -32,12 +32,13 @@ Choosing ``block_size``
 -----------------------
 Each request costs a round trip (10-50 ms to a cloud store from outside its
 region, ~1 ms inside), so a block must be large enough that transfer time
-dominates: at 40 MB/s per connection an 8 MiB block takes ~210 ms, so a
-40 ms round trip costs ~16 %; from inside the region (1-2 GB/s per stream
-and ~1 ms round trips) 8 MiB keeps each request well past TCP slow-start.
+dominates: at 40 MB/s per connection the default 16 MiB block takes ~420 ms,
+so a 40 ms round trip costs ~9 %; from inside the region (1-2 GB/s per
+stream and ~1 ms round trips) it keeps each request well past TCP slow-start.
 A connection therefore carries at most ``B / (B + rtt x rate)`` of its
-bandwidth whatever the concurrency (0.84 for 8 MiB at 40 ms and 40 MB/s,
-0.91 for 16 MiB), and larger blocks buy the rest with memory (below).
+bandwidth whatever the concurrency: 0.91 for 16 MiB at 40 ms and 40 MB/s,
+only 0.84 for 8 MiB, which misses 0.8 of the link once the first requests'
+ramp and the metadata round trips are counted (``benchmarks/cloud_read.py``).
 A failed request is retried for the part of the block not yet received, so
 a larger block does not make faults costlier.  Smaller blocks (256 KiB-1
 MiB) only help tests that want many requests per object.
@@ -47,7 +48,7 @@ Choosing ``concurrency``
 Throughput is about ``concurrency`` times one connection's, until the link
 or the decoder is the limit; memory is what it costs.  A reader holds at most
 ``concurrency + 1`` blocks (those in flight or ready, and the one being
-consumed), so the default 4 x 8 MiB means ~40 MiB per open source, times the
+consumed), so the default 4 x 16 MiB means ~80 MiB per open source, times the
 number of worker processes.  (An HTTP server that ignores ``Range`` sends the
 whole object at once; it is then kept, not fetched again per block.)  The
 default is :data:`DEFAULT_READ_CONCURRENCY`, or the environment variable
@@ -76,7 +77,8 @@ from .errors import TFRecordError
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-DEFAULT_BLOCK_SIZE = 8 << 20
+#: bytes per range request (see *Choosing block_size* above)
+DEFAULT_BLOCK_SIZE = 16 << 20
 #: range requests in flight per open object, unless ``concurrency=`` or the variable below says otherwise
 DEFAULT_READ_CONCURRENCY = 4
 #: environment variable that overrides :data:`DEFAULT_READ_CONCURRENCY` (crosses into worker processes)

@@ -172,9 +172,12 @@ def open_source(
     *,
     compression: str | None = "auto",
     storage_options: dict[str, Any] | None = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> OpenedSource:
-    """Open ``source`` for reading records, undoing its compression."""
+    """Open ``source`` for reading records, undoing its compression.
+
+    ``block_size``: bytes per read; None takes the backend's default (a remote
+    object's range requests: :data:`tfrecord_numpy.remote.DEFAULT_BLOCK_SIZE`)."""
     compression = normalize_compression(compression)
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
@@ -182,9 +185,12 @@ def open_source(
 
         if should_use_remote(source):
             # block reads with prefetch and exact-offset resume on transient faults
-            raw = open_input(os.fspath(source), storage_options=storage_options, block_size=block_size)
+            if block_size is None:
+                raw = open_input(os.fspath(source), storage_options=storage_options)
+            else:
+                raw = open_input(os.fspath(source), storage_options=storage_options, block_size=block_size)
         else:
-            raw = open_url(source, "rb", storage_options=storage_options, block_size=block_size)
+            raw = open_url(source, "rb", storage_options=storage_options, block_size=block_size or DEFAULT_BLOCK_SIZE)
         owned = True
     elif hasattr(source, "read"):
         raw = source
