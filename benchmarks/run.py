@@ -1411,7 +1411,8 @@ def goals_progress_bar(
     log(f"goal 6, the progress bar, on {inp.label} ({repeats} repeats):")
     import tqdm  # noqa: F401  (imported untimed: a once-per-process cost, not the bar's per-byte cost)
 
-    d_quiet, d_bar = out / "extract_quiet", out / "extract_bar"
+    # one destination for both: each run starts from the same state (the other's outputs removed)
+    d_quiet = d_bar = out / "extract_progress"
     with pseudo_terminal() as (tty, drawn):
         res = run_round_robin(
             inp,
