@@ -630,4 +630,6 @@ def test_read_shard_equals_what_extract_writes(tmp_path, which):
     stem = src.name.split(".")[0]
     want = np.load(tmp_path / "o" / "embeddings" / f"{stem}.npy")
     assert emb.dtype == want.dtype and emb.shape == want.shape and emb.tobytes() == want.tobytes()
-    assert meta == json.loads((tmp_path / "o" / "metadata" / f"{stem}.json").read_text())
+    text = (tmp_path / "o" / "metadata" / f"{stem}.json").read_text()
+    assert meta == json.loads(text)
+    assert json.dumps(meta) == text  # the same keys in the same order, the same types (1 is not 1.0)

@@ -32,6 +32,7 @@ def test_perch_schema_extracts_what_tensorflow_decodes(tmp_path, shard):
     assert [list(r) for r in meta[:1]] == [["filename", "timestamp_s", "window_index", "offset_s", "channel_index"]]
     got, got_rows = read_shard(shard, schema="perch")
     assert got.tobytes() == want.tobytes() and got_rows == rows
+    assert json.dumps(got_rows) == (tmp_path / "metadata" / f"{shard.name}.json").read_text()
 
 
 def test_a2o_schema_still_refuses_names_it_cannot_parse(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -17,7 +16,6 @@ from .names import load_site_mapping
 from .options import ExtractOptions
 from .plan import source_size
 from .records import RecordStats, consume_records
-from .rows import Encoder, RowEncoder
 from .shard import predict_layout
 
 
@@ -41,7 +39,9 @@ def read_shard(
     ``schema="perch"`` gives the generic Perch rows (no name parsing, no sites).
     ``columnar=True`` gives the metadata as ``{column: numpy array}`` (one
     entry per row; strings and site ids as object arrays) instead of a list
-    of dicts: the same values, without building a dict per row.
+    of dicts: the same values, without building a dict per row.  Either way
+    the rows are kept as columns while the shard is read (the list of dicts
+    is zipped from them at the end, not parsed back from JSON text).
     """
     options = ExtractOptions.build(
         hop_seconds=hop_seconds,
@@ -61,12 +61,10 @@ def read_shard(
     opened = open_source(src, compression=options.compression, storage_options=options.storage_options)
     try:
         scanner = RecordScanner(max_record_bytes=options.max_record_bytes, path=src)
-        encoder = _encoder(site_map, options, src, columnar)
+        encoder = ColumnEncoder(site_map, options, src)
         blocks: list[np.ndarray] = []
-        texts: list[str] = []
 
         def emit(block: np.ndarray, rows: list[str]) -> None:
-            texts.extend(rows)
             blocks.append(block.copy())  # the view is only valid until the next record
 
         consume_records(iter_record_views(opened.stream, scanner), src, options, encoder, emit, RecordStats())
@@ -74,18 +72,16 @@ def read_shard(
         opened.close()
     # an empty shard: what the notebook's np.save(path, []) holds
     emb = np.concatenate(blocks) if blocks else np.array([])
-    return emb, _metadata(encoder, texts)
+    return emb, _metadata(encoder, columnar)
 
 
-def _encoder(site_map: dict, options: ExtractOptions, src: str, columnar: bool) -> Encoder:
-    return ColumnEncoder(site_map, options, src) if columnar else RowEncoder(site_map, options, src)
-
-
-def _metadata(encoder: Encoder, texts: list[str]) -> list[dict] | dict[str, np.ndarray]:
-    if isinstance(encoder, ColumnEncoder):
-        return encoder.columns()
-    rows: list[dict] = json.loads("[" + ", ".join(texts) + "]")
-    return rows
+def _metadata(encoder: ColumnEncoder, columnar: bool) -> list[dict] | dict[str, np.ndarray]:
+    """The columns, or the notebook's list of one dict per row (same keys, same values)."""
+    columns = encoder.columns()
+    if columnar:
+        return columns
+    keys = list(columns)
+    return [dict(zip(keys, values)) for values in zip(*(col.tolist() for col in columns.values()))]
 
 
 def _read_shard_direct(
@@ -103,8 +99,7 @@ def _read_shard_direct(
             return None
         rows, layout = predicted
         out = np.empty((rows, layout.shape[2]), dtype=layout.dtype)
-        encoder = _encoder(site_map, options, src, columnar)
-        texts: list[str] = []
+        encoder = ColumnEncoder(site_map, options, src)
         filled = 0
         try:
             # the fresh array's pages are faulted in by a second thread, ahead of the reads
@@ -116,10 +111,10 @@ def _read_shard_direct(
                     max_record_bytes=options.max_record_bytes,
                     before_write=prefault.ready,
                 ):
-                    texts.extend(encoder.rows(rec, index, offset))
+                    encoder.rows(rec, index, offset)
                     filled = row + rec.embedding.shape[0] * rec.embedding.shape[1]
         except DoesNotFit:
             return None
     finally:
         opened.close()
-    return out[:filled], _metadata(encoder, texts)
+    return out[:filled], _metadata(encoder, columnar)
