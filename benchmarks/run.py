@@ -366,6 +366,22 @@ def bench_tensorflow_peer(inp: Input, out: np.ndarray) -> int:
     return n
 
 
+def _read_crc_write(src: Path, target: Path) -> memoryview:
+    """The limit read (``readinto`` 8 MiB blocks + crc32c), every block written to ``target``;
+    returns the block buffer for reuse."""
+    import crc32c
+
+    crc = crc32c.crc32c
+    target.parent.mkdir(parents=True, exist_ok=True)
+    view = memoryview(bytearray(CHUNK))
+    c = 0
+    with open(src, "rb", buffering=0) as f, open(target, "wb", buffering=0) as o:
+        while n := f.readinto(view):
+            c = crc(view[:n], c)
+            o.write(view[:n])
+    return view
+
+
 def bench_extract_limit(dest: Path) -> Callable[[Input], int]:
     """(d) the extraction's I/O floor: the limit read (readinto + crc32c), every block written to a new
     file in the output directory, then that file read back through sha256 (as the manifest does)."""
@@ -373,18 +389,8 @@ def bench_extract_limit(dest: Path) -> Callable[[Input], int]:
     def run(inp: Input) -> int:
         import hashlib
 
-        import crc32c
-
-        crc = crc32c.crc32c
-        dest.mkdir(parents=True, exist_ok=True)
         target = dest / "limit.bin"  # a new file: the previous run's is removed untimed (setup)
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        c = 0
-        with open(inp.path, "rb", buffering=0) as f, open(target, "wb", buffering=0) as o:
-            while n := f.readinto(view):
-                c = crc(view[:n], c)
-                o.write(view[:n])
+        view = _read_crc_write(inp.path, target)
         h = hashlib.sha256()
         with open(target, "rb", buffering=0) as f:
             while n := f.readinto(view):
@@ -400,18 +406,7 @@ def bench_io_floor(dest: Path) -> Callable[[Input], int]:
     are written)."""
 
     def run(inp: Input) -> int:
-        import crc32c
-
-        crc = crc32c.crc32c
-        dest.mkdir(parents=True, exist_ok=True)
-        target = dest / "floor.bin"  # a new file: the previous run's is removed untimed (setup)
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        c = 0
-        with open(inp.path, "rb", buffering=0) as f, open(target, "wb", buffering=0) as o:
-            while n := f.readinto(view):
-                c = crc(view[:n], c)
-                o.write(view[:n])
+        _read_crc_write(inp.path, dest / "floor.bin")  # a new file: the previous run's is removed untimed
         return inp.records
 
     return run

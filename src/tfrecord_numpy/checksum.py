@@ -66,22 +66,15 @@ def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
     header (written last) is known."""
     if len2 <= 0:
         return crc1
-    odd = [_CRC32C_REFLECTED] + [1 << n for n in range(31)]  # one zero bit
-    even = _gf2_square(odd)  # two zero bits
-    odd = _gf2_square(even)  # four zero bits
-    while True:  # apply len2 zero bytes to crc1, a power of two at a time
-        even = _gf2_square(odd)
+    one_bit = [_CRC32C_REFLECTED] + [1 << n for n in range(31)]  # the CRC register fed one zero bit
+    op = _gf2_square(_gf2_square(_gf2_square(one_bit)))  # ... one zero byte
+    while True:  # apply len2 zero bytes to crc1: op holds 2**k zero bytes at step k
         if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
+            crc1 = _gf2_times(op, crc1)
         len2 >>= 1
         if not len2:
             break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
+        op = _gf2_square(op)
     return crc1 ^ crc2
 
 
