@@ -286,3 +286,25 @@ def test_memoising_decoder_walks_a_repeated_layout_once(monkeypatch):
     for r in recs:
         _same_record(decode(memoryview(r)), decode_a2o_record(memoryview(r)))
     assert 1 <= len(calls) < len(recs) / 2
+
+
+def test_tail_memo_walks_a_recordings_tail_once_and_sees_a_changed_name(monkeypatch):
+    """After the tensor, records of one recording differ only in timestamp_s: the
+    entries are walked once; a same-length but different filename is read anew."""
+    import tfrecord_numpy.perch.fastpath as fastpath
+    from tfrecord_numpy.perch.records import A2ODecoder
+
+    walks = []
+    real = fastpath.other_a2o_features
+    monkeypatch.setattr(fastpath, "other_a2o_features", lambda *a: walks.append(1) or real(*a))
+    emb = np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8)
+    names = [b"20200101T000000Z_Arkaba-Dry-A_1.flac"] * 5 + [b"20200101T000000Z_Arkaba-Dry-A_2.flac"] * 5
+    recs = [_record(emb + i, ts=60.0 * i, name=n) for i, n in enumerate(names)]
+    decode = A2ODecoder()
+    for r in recs:
+        _same_record(decode(memoryview(r)), decode_a2o_record(memoryview(r)))
+    assert len(walks) == 2  # once per recording
+    out = np.zeros((60, 8), np.float32)
+    walks.clear()
+    got = [rec.filename for _, _, rec, _ in iter_a2o_into(io.BytesIO(_framed(recs)), out)]
+    assert got == [n.decode() for n in names] and len(walks) == 2

@@ -28,7 +28,7 @@ from ..framing import (
     mask_crc,
 )
 from ..storage import readinto
-from .fastpath import PREFIX_BYTES, EmbeddingLayout, embedding_layout, other_a2o_features
+from .fastpath import PREFIX_BYTES, EmbeddingLayout, OtherFeatures, embedding_layout
 from .records import A2ORecord, decode_a2o_record
 
 
@@ -41,20 +41,6 @@ def _decode(view: memoryview, where: Location) -> A2ORecord:
         return decode_a2o_record(view)
     except TFRecordError as exc:
         raise exc.located(**where) from None
-
-
-def _other_features(head: memoryview, layout: EmbeddingLayout, tail: memoryview) -> A2ORecord | None:
-    """filename / timestamp_s of the record around the embedding; None when they
-    are not plainly there (the caller falls back)."""
-    found = other_a2o_features(head, layout, tail)
-    if found is None:
-        return None
-    fn, ts = found
-    try:
-        filename = bytes(fn).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return A2ORecord(filename=filename, timestamp_s=np.frombuffer(ts, "<f4")[0], embedding=np.empty(0))
 
 
 def _read_exactly(stream: ReadableStream, view: memoryview) -> int:
@@ -129,6 +115,7 @@ def iter_a2o_into(
     ahead = _Ahead(stream, 1 << 16)
     index = offset = row = 0
     last: tuple[int, bytes, EmbeddingLayout] | None = None  # (length, bytes before the tensor, layout)
+    other_features = OtherFeatures()
     while True:
         where: Location = {"path": path, "index": index, "offset": offset}
         got = ahead.fill(lead)
@@ -177,7 +164,10 @@ def iter_a2o_into(
             if mask_crc(crc) != want:
                 raise CorruptRecordError("corrupted record: data CRC mismatch", which="data", **where)
             # the other features: the map entries before the embedding and after it
-            rec = _other_features(memoryview(head), layout, tail[:tail_len])
+            others = other_features(memoryview(head), layout, tail[:tail_len])
+            rec = None
+            if others is not None:
+                rec = A2ORecord(filename=others[0], timestamp_s=np.frombuffer(others[1], "<f4")[0], embedding=out[:0])
             if rec is None:  # unusual: reassemble the record for the general path
                 whole = memoryview(head + dst.tobytes() + bytes(tail[:tail_len]))
                 rec = _decode(whole, where)

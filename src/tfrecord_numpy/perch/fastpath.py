@@ -29,9 +29,12 @@ PREFIX_BYTES = 256
 A2O_FEATURES = {b"timestamp_s": 0x12, b"filename": 0x0A, b"embedding": 0x0A, b"embedding_shape": 0x1A}
 
 
-def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryview]) -> bool:
+def walk_entries(
+    view: memoryview, p: int, end: int, found: dict[bytes, memoryview], starts: dict[bytes, int] | None = None
+) -> bool:
     """Collect the A2O features among the map entries in ``view[p:end]`` into
-    ``found`` (key -> the list's packed value); False when anything is unusual."""
+    ``found`` (key -> the list's packed value; its offset in ``view`` into
+    ``starts`` when given); False when anything is unusual."""
     try:
         while p < end:
             if view[p] != 0x0A:  # Features.feature (a map entry)
@@ -62,6 +65,8 @@ def walk_entries(view: memoryview, p: int, end: int, found: dict[bytes, memoryvi
             if t + n != e_end:
                 return False
             found[key] = view[t:e_end]
+            if starts is not None:
+                starts[key] = t
     except WireError:
         return False
     return True
@@ -163,17 +168,51 @@ _OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
 
 
 def other_a2o_features(
-    head: memoryview, layout: EmbeddingLayout, tail: memoryview
+    head: memoryview, layout: EmbeddingLayout, tail: memoryview, tail_starts: dict[bytes, int] | None = None
 ) -> tuple[memoryview, memoryview] | None:
     """``(filename, timestamp_s packed float)`` from the map entries before the
     embedding's (``head``) and after it (``tail``), with ``embedding_shape``
-    checked against the layout's; None when they are not plainly there."""
+    checked against the layout's; None when they are not plainly there.
+    ``tail_starts`` receives where the features found in ``tail`` start."""
     found: dict[bytes, memoryview] = {}
     if not walk_entries(head, layout.body_start, layout.entry_start, found):
         return None
-    if not walk_entries(tail, 0, len(tail), found) or found.keys() != _OTHERS:
+    if not walk_entries(tail, 0, len(tail), found, tail_starts) or found.keys() != _OTHERS:
         return None
     ts, shape = found[b"timestamp_s"], packed_int64s(found[b"embedding_shape"])
     if len(ts) != 4 or shape is None or tuple(shape) != layout.shape:
         return None
     return found[b"filename"], ts
+
+
+class OtherFeatures:
+    """:func:`other_a2o_features` for a run of records, with the filename decoded:
+    ``(filename, timestamp_s packed float)`` or None.
+
+    Consecutive records of one recording differ after the tensor only in the
+    4 bytes of ``timestamp_s``: where the layout is the previous record's
+    (the same object: the same bytes before the tensor) and the tail the
+    previous tail but for those 4 bytes, the entries are not walked again.
+    """
+
+    def __init__(self) -> None:
+        # (layout, tail bytes, where timestamp_s starts in the tail, filename)
+        self._last: tuple[EmbeddingLayout, bytes, int, str] | None = None
+
+    def __call__(self, head: memoryview, layout: EmbeddingLayout, tail: memoryview) -> tuple[str, memoryview] | None:
+        last = self._last
+        if last is not None and last[0] is layout and len(tail) == len(last[1]):
+            a = last[2]
+            if tail[:a] == last[1][:a] and tail[a + 4 :] == last[1][a + 4 :]:
+                return last[3], tail[a : a + 4]
+        starts: dict[bytes, int] = {}
+        found = other_a2o_features(head, layout, tail, starts)
+        if found is None:
+            return None
+        try:
+            filename = bytes(found[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        ts_at = starts.get(b"timestamp_s")
+        self._last = None if ts_at is None else (layout, bytes(tail), ts_at, filename)
+        return filename, found[1]

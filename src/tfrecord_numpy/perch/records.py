@@ -21,9 +21,9 @@ from ..tensor import parse_tensor
 from .fastpath import (
     PREFIX_BYTES,
     EmbeddingLayout,
+    OtherFeatures,
     a2o_fields,
     embedding_layout,
-    other_a2o_features,
     packed_int64s,
 )
 
@@ -139,6 +139,7 @@ class A2ODecoder:
 
     def __init__(self) -> None:
         self._last: tuple[int, bytes, EmbeddingLayout] | None = None
+        self._others = OtherFeatures()
 
     def __call__(self, view: memoryview) -> A2ORecord:
         n = len(view)
@@ -150,14 +151,10 @@ class A2ODecoder:
             last = self._last = (n, bytes(view[: layout.content_start]), layout)
         layout = last[2]
         end = layout.content_start + layout.content_len
-        found = other_a2o_features(view[: layout.content_start], layout, view[end:])
-        if found is None:
+        found = self._others(view[: layout.content_start], layout, view[end:])
+        if found is None:  # unusual, or not UTF-8: the general path (and its error)
             return decode_a2o_record(view)
-        fn, ts = found
-        try:
-            filename = bytes(fn).decode("utf-8")
-        except UnicodeDecodeError:
-            return decode_a2o_record(view)  # raises the general path's error
+        filename, ts = found
         count = layout.content_len // layout.dtype.itemsize
         embedding = np.frombuffer(view, layout.dtype, count, layout.content_start).reshape(layout.shape)
         return A2ORecord(filename=filename, timestamp_s=np.frombuffer(ts, "<f4")[0], embedding=embedding)
