@@ -6,16 +6,21 @@ naming file, record and offset); 2 bad usage.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
-from importlib import resources
-from typing import Any
+
+# Only os and sys at import time: the command catches Ctrl-C from main() on,
+# so the less that loads before it, the shorter the window it cannot cover.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    import json
+
     opts: dict[str, Any] = {}
     for item in args.storage_option or []:
         key, sep, value = item.partition("=")
@@ -38,6 +43,8 @@ def _usage_error(msg: str) -> int:
 def sample_sources(name: str = "a2o") -> list[str]:
     """The sample shards that ship inside the package: ``a2o`` (the notebook's
     layout), or ``public`` (the public A2O set's: float16, nuisances, config.json)."""
+    from importlib import resources
+
     folder = resources.files("tfrecord_numpy") / "data" / "sample"
     if name == "public":
         return [str(folder / "public")]
@@ -65,6 +72,8 @@ def _add_storage_args(p: argparse.ArgumentParser) -> None:
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -75,6 +84,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="tfrecord-numpy",
         description="Read TFRecord files into numpy without TensorFlow.",
@@ -306,6 +317,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
     from .inspection import format_report, inspect_records
 
     report = inspect_records(
@@ -319,6 +332,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_head(args: argparse.Namespace) -> int:
+    import json
+
     from .inspection import head_records
 
     for record in head_records(
