@@ -188,12 +188,12 @@ def test_direct_reads_twice_per_record_and_parses_a_repeated_layout_once(monkeyp
     """The next record's header and prefix come with the previous record's tail,
     and a layout seen on the previous record (same bytes before the tensor, same
     length) is not parsed again."""
-    import tfrecord_numpy.perch.direct as direct
+    import tfrecord_numpy.perch.fastpath as fastpath
 
     records = list(iter_a2o_records(40, windows=2, channels=3, dims=16, seed=3))
     parsed = []
-    real = direct.embedding_layout
-    monkeypatch.setattr(direct, "embedding_layout", lambda p, n: parsed.append(n) or real(p, n))
+    real = fastpath.embedding_layout
+    monkeypatch.setattr(fastpath, "embedding_layout", lambda p, n: parsed.append(n) or real(p, n))
     blob = io.BytesIO()
     write_records(blob, records)
     stream = _CountingStream(blob.getvalue())
@@ -276,11 +276,12 @@ def test_memoising_decoder_gives_the_general_answer(shapes, dtypes, order, repea
 
 
 def test_memoising_decoder_walks_a_repeated_layout_once(monkeypatch):
+    import tfrecord_numpy.perch.fastpath as fastpath
     import tfrecord_numpy.perch.records as records_mod
 
     calls = []
-    real = records_mod.embedding_layout
-    monkeypatch.setattr(records_mod, "embedding_layout", lambda p, n: calls.append(n) or real(p, n))
+    real = fastpath.embedding_layout
+    monkeypatch.setattr(fastpath, "embedding_layout", lambda p, n: calls.append(n) or real(p, n))
     decode = records_mod.A2ODecoder()
     recs = list(read_records(A2O_SHARDS[0]))
     for r in recs:

@@ -57,21 +57,17 @@ from typing import TYPE_CHECKING, Any, cast
 import crc32c as _crc32c
 import numpy as np
 
-from ._wire import WireError
 from .compression import ReadableStream
-from .errors import DecodeError, Location, SchemaError, TFRecordError
+from .errors import Location, TFRecordError
 from .example import (
     _NP_DTYPE,
-    _TF_NAME,
     FixedLenFeature,
     SparseValue,
     VarLenFeature,
     _as_buffer,
+    _found_features,
     _object_array,
-    _preview,
-    _sparse,
-    _tf_entries,
-    _tf_feature,
+    _with_defaults,
 )
 from .framing import DEFAULT_MAX_RECORD_BYTES, HEADER_BYTES, RecordScanner
 from .reader import iter_record_blocks
@@ -152,43 +148,12 @@ def _plan(features: Spec) -> _Plan:
 def _parse_record(buf: Any, plan: _Plan) -> dict[str, np.ndarray | SparseValue]:
     """One record by TensorFlow's batched rules (``FastParseSerializedExample``).
 
-    ``example._parse_with_spec`` line for line, messages included, except that
+    ``example._parse_with_spec``'s two steps, messages included, except that
     a kindless entry of a VarLenFeature counts as an empty value (and hides the
     earlier entries of its key), as it does in a batch and not in
-    ``parse_single_example``.
+    ``parse_single_example`` (``batched=True``).
     """
-    try:
-        entries = _tf_entries(buf)
-    except WireError:
-        raise DecodeError(f"Could not parse example input, value: '{_preview(buf)}'") from None
-    found: dict[str, np.ndarray | SparseValue] = {}
-    for ks, ke, vs, ve in reversed(entries):  # last entry first: the last duplicate wins
-        hit = plan.wanted.get(bytes(buf[ks:ke]))
-        if hit is None:
-            continue
-        name, feat = hit
-        if vs == ve:  # no oneof member (DT_INVALID)
-            if isinstance(feat, VarLenFeature) and name not in found:
-                found[name] = _sparse(np.empty(0, dtype=_NP_DTYPE[feat.dtype]))
-            continue
-        _tf_feature(buf, name, feat, vs, ve, found)
-    for name in sorted(plan.spec):  # TF checks required dense keys in name order
-        feat = plan.spec[name]
-        if name in found or not isinstance(feat, FixedLenFeature):
-            continue
-        if feat.default_value is None or feat.default_value.size == 0:
-            raise SchemaError(
-                f"Feature: {name} (data type: {_TF_NAME[feat.dtype]}) is required but could not be found."
-            )
-    out: dict[str, np.ndarray | SparseValue] = {}
-    for name, feat in plan.spec.items():
-        if name in found:
-            out[name] = found[name]
-        elif isinstance(feat, FixedLenFeature):
-            out[name] = feat.default_value.copy()
-        else:
-            out[name] = _sparse(np.empty(0, dtype=_NP_DTYPE[feat.dtype]))
-    return out
+    return _with_defaults(_found_features(buf, plan.wanted, batched=True), plan.spec)
 
 
 # --------------------------------------------------------------------------- vectorised wire helpers

@@ -782,23 +782,41 @@ def _parse_with_spec(buf: Any, spec: Spec) -> dict[str, np.ndarray | SparseValue
         if not isinstance(feat, (FixedLenFeature, VarLenFeature)):
             raise TypeError(f"spec for {name!r} must be a FixedLenFeature or VarLenFeature, not {type(feat).__name__}")
         wanted[name.encode("utf-8")] = (name, feat)
+    return _with_defaults(_found_features(buf, wanted), spec)
+
+
+def _found_features(
+    buf: Any, wanted: dict[bytes, tuple[str, FixedLenFeature | VarLenFeature]], *, batched: bool = False
+) -> dict[str, np.ndarray | SparseValue]:
+    """The wanted features a serialized Example holds, decoded by TensorFlow's rules.
+
+    ``batched``: a kindless entry (no oneof member) of a VarLenFeature counts as
+    an empty value and hides the earlier entries of its key, as TensorFlow's
+    batched parser has it; ``parse_single_example`` treats it as absent.
+    """
     try:
         entries = _tf_entries(buf)
     except WireError:
         raise DecodeError(f"Could not parse example input, value: '{_preview(buf)}'") from None
-
     found: dict[str, np.ndarray | SparseValue] = {}
     for ks, ke, vs, ve in reversed(entries):  # last entry first: the last duplicate wins
         hit = wanted.get(bytes(buf[ks:ke]))
         if hit is None:
             continue
         name, feat = hit
-        if vs == ve:
-            continue  # no oneof member: TF treats the feature as absent
+        if vs == ve:  # no oneof member (DT_INVALID)
+            if batched and isinstance(feat, VarLenFeature) and name not in found:
+                found[name] = _sparse(np.empty(0, dtype=_NP_DTYPE[feat.dtype]))
+            continue
         _tf_feature(buf, name, feat, vs, ve, found)
+    return found
 
-    out: dict[str, np.ndarray | SparseValue] = {}
-    for name in sorted(spec):  # TF's Python layer orders dense keys by name
+
+def _with_defaults(found: dict[str, np.ndarray | SparseValue], spec: Spec) -> dict[str, np.ndarray | SparseValue]:
+    """``found`` completed to ``spec``: defaults for absent dense features (a missing
+    one without a default is an error, checked in name order as TensorFlow's
+    Python layer orders dense keys), empty values for absent sparse ones."""
+    for name in sorted(spec):
         feat = spec[name]
         if name in found or not isinstance(feat, FixedLenFeature):
             continue
@@ -806,6 +824,7 @@ def _parse_with_spec(buf: Any, spec: Spec) -> dict[str, np.ndarray | SparseValue
             raise SchemaError(
                 f"Feature: {name} (data type: {_TF_NAME[feat.dtype]}) is required but could not be found."
             )
+    out: dict[str, np.ndarray | SparseValue] = {}
     for name, feat in spec.items():
         if name in found:
             out[name] = found[name]

@@ -59,20 +59,18 @@ class ColumnEncoder:
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
         windows, channels, _ = rec.embedding.shape
-        if self.schema == "perch":
-            ts = float(rec.timestamp_s)
-        else:
+        a2o = self.schema != "perch"
+        if a2o:  # the row encoder's order of checks: the name, the timestamp, the site
             try:
                 name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
             except TFRecordError as exc:
                 raise exc.located(path=self.shard, index=index, offset=offset) from None
-            ts = float(np.float32(rec.timestamp_s))
-            if not math.isfinite(ts):  # before the site, as the row encoder checks them
-                raise self._not_finite(ts, index, offset)
-            self.site_ids.append(self._a2o.site_id(name, windows * channels, index, offset))
-            self.names.append(name)
+        ts = float(np.float32(rec.timestamp_s)) if a2o else float(rec.timestamp_s)
         if not math.isfinite(ts):
             raise self._not_finite(ts, index, offset)
+        if a2o:
+            self.site_ids.append(self._a2o.site_id(name, windows * channels, index, offset))
+            self.names.append(name)
         self.timestamps.append(ts)
         self.filenames.append(rec.filename)
         self.windows.append(windows)

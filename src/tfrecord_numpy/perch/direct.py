@@ -28,7 +28,7 @@ from ..framing import (
     mask_crc,
 )
 from ..storage import readinto
-from .fastpath import PREFIX_BYTES, EmbeddingLayout, OtherFeatures, embedding_layout
+from .fastpath import PREFIX_BYTES, LayoutMemo, OtherFeatures
 from .records import A2ORecord, decode_a2o_record
 
 
@@ -114,7 +114,7 @@ def iter_a2o_into(
     lead = HEADER_BYTES + PREFIX_BYTES
     ahead = _Ahead(stream, 1 << 16)
     index = offset = row = 0
-    last: tuple[int, bytes, EmbeddingLayout] | None = None  # (length, bytes before the tensor, layout)
+    layouts = LayoutMemo()
     other_features = OtherFeatures()
     while True:
         where: Location = {"path": path, "index": index, "offset": offset}
@@ -133,19 +133,15 @@ def iter_a2o_into(
         if got - HEADER_BYTES < n1:
             raise TruncatedRecordError("truncated record: data ends inside the payload", **where)
         prefix = ahead.take(n1)
-        if last is not None and last[0] == length and prefix[: len(last[1])] == last[1]:
-            layout: EmbeddingLayout | None = last[2]
-        else:
-            layout = embedding_layout(prefix, length)
-            if layout is not None:
-                last = (length, bytes(prefix[: layout.content_start]), layout)
+        known = layouts(prefix, length)
+        layout, head = known if known is not None else (None, b"")
         rows = layout.shape[0] * layout.shape[1] if layout else 0
         if layout is not None and (
             layout.dtype != out.dtype or layout.shape[2] != out.shape[1] or row + rows > out.shape[0]
         ):
             raise DoesNotFit(f"record {index} does not fit the output array")
-        if layout is not None and last is not None and layout.content_start + layout.content_len >= n1:
-            head = last[1]  # the bytes before the tensor (prefix's view is reused below)
+        if layout is not None and layout.content_start + layout.content_len >= n1:
+            # ``head``: the bytes before the tensor, a copy (prefix's view is reused below)
             dst = flat[row * row_bytes : row * row_bytes + layout.content_len]
             if before_write is not None:
                 before_write(row * row_bytes + layout.content_len)

@@ -164,6 +164,30 @@ def embedding_layout(prefix: memoryview, length: int) -> EmbeddingLayout | None:
     return None
 
 
+class LayoutMemo:
+    """:func:`embedding_layout` for a run of records: ``(layout, the payload's bytes
+    before the tensor)``, or None.
+
+    A record of the previous one's length whose bytes in front of the tensor
+    are the previous one's has its layout (the same object), so it is not
+    parsed again; a record that does not parse leaves the memory as it was.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, bytes, EmbeddingLayout] | None = None  # (length, head, layout)
+
+    def __call__(self, prefix: memoryview, length: int) -> tuple[EmbeddingLayout, bytes] | None:
+        last = self._last
+        if last is not None and last[0] == length and prefix[: len(last[1])] == last[1]:
+            return last[2], last[1]
+        layout = embedding_layout(prefix, length)
+        if layout is None:
+            return None
+        head = bytes(prefix[: layout.content_start])
+        self._last = (length, head, layout)
+        return layout, head
+
+
 _OTHERS = {b"timestamp_s", b"filename", b"embedding_shape"}
 
 

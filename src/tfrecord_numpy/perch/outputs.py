@@ -103,25 +103,22 @@ class NpyStreamWriter:
 
 
 class StreamHasher:
-    """The checksum of a byte stream, computed as the writer writes it.
+    """The sha256 of a byte stream, computed in a thread as the writer writes it.
 
-    CRC32C runs inline (memory speed).  sha256 runs in a thread: the writer
-    hands over a copy of each piece (its buffer is reused) and ``hashlib``
-    releases the GIL, so hashing overlaps decoding; the queue is bounded, so
-    a slow hasher holds back the writer rather than letting memory grow.
+    The writer hands over a copy of each piece (its buffer is reused) and
+    ``hashlib`` releases the GIL, so hashing overlaps decoding; the queue is
+    bounded, so a slow hasher holds back the writer rather than letting memory
+    grow.  (CRC32C needs no thread: :class:`NpyStreamWriter` keeps it inline.)
     """
 
-    def __init__(self, kind: str = DEFAULT_CHECKSUM, max_pending: int = 16) -> None:
+    def __init__(self, max_pending: int = 16) -> None:
         import queue
         import threading
 
-        self._digest = Digest(kind)
-        self._queue: queue.Queue[bytes | None] | None = None
-        self._thread: threading.Thread | None = None
-        if kind == "sha256":
-            self._queue = queue.Queue(max_pending)
-            self._thread = threading.Thread(target=self._run, name="tfrecord-numpy-hash", daemon=True)
-            self._thread.start()
+        self._digest = Digest("sha256")
+        self._queue: queue.Queue[bytes | None] | None = queue.Queue(max_pending)
+        self._thread = threading.Thread(target=self._run, name="tfrecord-numpy-hash", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         assert self._queue is not None
@@ -129,13 +126,11 @@ class StreamHasher:
             self._digest.update(data)
 
     def feed(self, data: bytes | memoryview) -> None:
-        if self._queue is None:
-            self._digest.update(data)
-        else:
-            self._queue.put(bytes(data))
+        assert self._queue is not None, "fed after result() or cancel()"
+        self._queue.put(bytes(data))
 
     def _stop(self) -> None:
-        if self._queue is not None and self._thread is not None:
+        if self._queue is not None:
             self._queue.put(None)
             self._thread.join()
             self._queue = None

@@ -18,14 +18,7 @@ import numpy as np
 from ..errors import DecodeError, SchemaError
 from ..example import FixedLenFeature, parse_example
 from ..tensor import parse_tensor
-from .fastpath import (
-    PREFIX_BYTES,
-    EmbeddingLayout,
-    OtherFeatures,
-    a2o_fields,
-    embedding_layout,
-    packed_int64s,
-)
+from .fastpath import PREFIX_BYTES, LayoutMemo, OtherFeatures, a2o_fields, packed_int64s
 
 if TYPE_CHECKING:
     from .options import ExtractOptions
@@ -138,18 +131,14 @@ class A2ODecoder:
     """
 
     def __init__(self) -> None:
-        self._last: tuple[int, bytes, EmbeddingLayout] | None = None
+        self._layouts = LayoutMemo()
         self._others = OtherFeatures()
 
     def __call__(self, view: memoryview) -> A2ORecord:
-        n = len(view)
-        last = self._last
-        if last is None or last[0] != n or view[: len(last[1])] != last[1]:
-            layout = embedding_layout(view[:PREFIX_BYTES], n)
-            if layout is None or layout.dtype.kind not in "fiucb":
-                return decode_a2o_record(view)
-            last = self._last = (n, bytes(view[: layout.content_start]), layout)
-        layout = last[2]
+        known = self._layouts(view[:PREFIX_BYTES], len(view))
+        if known is None or known[0].dtype.kind not in "fiucb":
+            return decode_a2o_record(view)
+        layout = known[0]
         end = layout.content_start + layout.content_len
         found = self._others(view[: layout.content_start], layout, view[end:])
         if found is None:  # unusual, or not UTF-8: the general path (and its error)

@@ -91,14 +91,14 @@ class A2ORowEncoder:
 
     def rows(self, rec: A2ORecord, index: int, offset: int) -> list[str]:
         T, C, _ = rec.embedding.shape
-        last = self._last
+        last = self._last if self._last is not None and self._last[0] == rec.filename else None
         try:
-            if last is None or last[0] != rec.filename:
+            if last is None:
                 name = parse_filename(rec.filename, path=self.shard, index=index, offset=offset)
             offsets = recording_offsets(rec.timestamp_s, T, self.hop)
         except TFRecordError as exc:
             raise exc.located(path=self.shard, index=index, offset=offset) from None
-        if last is not None and last[0] == rec.filename:
+        if last is not None:  # the same recording as the record before
             if not last[1]:
                 self.unknown_sites += T * C
             _, known, head, tail, channel_tails = last

@@ -69,7 +69,7 @@ def extract_shard(
     # upload hashes itself.
     crc_body = kind == "crc32c" and not npy_out.spooled
     rows_hint = None if npy_out.spooled or crc_body else predict_rows(source, opened, options, size)
-    hasher = StreamHasher(kind) if rows_hint else None
+    hasher = StreamHasher() if rows_hint else None  # sha256 only: CRC32C goes by crc_body
 
     tick = 0
     head_outs: dict[str, tuple[AtomicFile, NpyStreamWriter]] = {}
